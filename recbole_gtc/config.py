@@ -1,0 +1,79 @@
+"""RecBole's Config with recbole-gtc's configuration cascade.
+
+Priority, lowest first:
+
+1. RecBole's own defaults (its ``overall.yaml`` and, for built-in models, its model YAML);
+2. ``properties/overall.yaml`` (this package's defaults: the published evaluation protocol);
+3. the dataset's YAML, ``<data_path>/<dataset>/<dataset>.yaml`` (written by the importers);
+4. the model's YAML, ``properties/model/<model>.yaml`` (when this package has one);
+5. ``--config_files`` (in the order given);
+6. ``config_dict`` and then command-line ``--key=value`` overrides (RecBole's rule).
+
+Layers 2-4 are folded into RecBole's *internal* config, so every external input
+still overrides them exactly as in RecBole.
+"""
+
+import os
+
+import yaml
+from recbole.config import Config
+
+from recbole_gtc.utils import DEFAULT_DATA_PATH, PROPERTIES_DIR, RecboleGTCError
+
+
+class MMConfig(Config):
+    """:class:`recbole.config.Config` plus the cascade above.
+
+    Args:
+        model (str or type): model name or class.
+        dataset (str): dataset name (a folder under ``data_path``).
+        config_file_list (list of str, optional): user YAML files, later ones win.
+        config_dict (dict, optional): parameter overrides.
+        cmd_args (list of str, optional): ``--key=value`` overrides. ``None`` reads
+            ``sys.argv`` as RecBole does; pass ``[]`` from library code and tests so
+            that foreign command-line flags (pytest's, say) never leak in.
+    """
+
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
+        self._cmd_args = cmd_args
+        for path in config_file_list or []:
+            if not os.path.isfile(path):
+                raise RecboleGTCError(f"{path}: config file not found")
+        super().__init__(model, dataset, config_file_list, config_dict)
+
+    def _load_cmd_line(self):
+        if self._cmd_args is None:
+            return super()._load_cmd_line()
+        cmd_config_dict = {}
+        for arg in self._cmd_args:
+            if not arg.startswith("--") or "=" not in arg:
+                raise RecboleGTCError(f"command-line override '{arg}' is not of the form --key=value")
+            key, value = arg[2:].split("=", 1)
+            cmd_config_dict[key] = value
+        return self._convert_config_dict(cmd_config_dict)
+
+    def _load_config_files(self, file_list):
+        try:
+            return super()._load_config_files(file_list)
+        except yaml.YAMLError as err:
+            raise RecboleGTCError(f"config file is not valid YAML: {err}".replace("\n", " ")) from None
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        super()._load_internal_config_dict(model, model_class, dataset)
+        self.internal_config_dict["data_path"] = DEFAULT_DATA_PATH
+        data_path = self.external_config_dict.get("data_path", DEFAULT_DATA_PATH)
+        layers = [
+            os.path.join(PROPERTIES_DIR, "overall.yaml"),
+            os.path.join(data_path, dataset, f"{dataset}.yaml"),
+            os.path.join(PROPERTIES_DIR, "model", f"{model}.yaml"),
+        ]
+        for i, path in enumerate(layers):
+            if not os.path.isfile(path):
+                continue
+            try:
+                layer = self._update_internal_config_dict(path)
+            except yaml.YAMLError as err:
+                raise RecboleGTCError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+            if i == 1 and layer:
+                # RecBole prints dataset keys under "Dataset Hyper Parameters".
+                self.parameters["Dataset"] += [k for k in layer if k not in self.parameters["Dataset"]]

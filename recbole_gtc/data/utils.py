@@ -1,0 +1,83 @@
+"""Dataset and dataloader construction: RecBole's, with multi-modal datasets and the evaluation protocol."""
+
+import os
+from logging import getLogger
+
+from recbole.data import create_dataset as recbole_create_dataset
+from recbole.data.utils import create_samplers as recbole_create_samplers
+from recbole.data.utils import get_dataloader
+from recbole.utils import set_color
+
+from recbole_gtc.data.dataset import MultiModalDataset
+from recbole_gtc.data.sampler import MMRecSampler
+from recbole_gtc.utils import MMREC_DATASETS, RecboleGTCError
+
+PROTOCOLS = ("mmrec", "recbole")
+
+
+def check_dataset_present(config):
+    """Fail with instructions instead of letting RecBole try to download a missing dataset."""
+    path = config["data_path"]
+    name = config["dataset"]
+    if os.path.isdir(path):
+        return
+    if name in MMREC_DATASETS:
+        raise RecboleGTCError(
+            f"dataset '{name}' not found at {path}. Its files come from the MMRec authors' release "
+            f"(https://github.com/enoche/MMRec, 'data' section: {name}.inter, image_feat.npy, text_feat.npy). "
+            f"Put them in a folder SRC and run: python -m recbole_gtc.prepare mmrec SRC --dataset {name}"
+        )
+    raise RecboleGTCError(
+        f"dataset '{name}' not found at {path} (bundled: synth-mm, ml-100k-mm; "
+        f"import others with: python -m recbole_gtc.prepare mmrec SRC --dataset NAME)"
+    )
+
+
+def create_dataset(config):
+    """A :class:`MultiModalDataset` when the config names ``modalities``, else RecBole's choice."""
+    check_dataset_present(config)
+    if config["modalities"]:
+        dataset = MultiModalDataset(config)
+        if config["save_dataset"]:
+            dataset.save()
+        return dataset
+    return recbole_create_dataset(config)
+
+
+def create_samplers(config, dataset, built_datasets):
+    """RecBole's samplers, or :class:`MMRecSampler` for every phase under ``eval_protocol: mmrec``."""
+    protocol = config["eval_protocol"] or "recbole"
+    if protocol not in PROTOCOLS:
+        raise RecboleGTCError(f"eval_protocol must be one of {PROTOCOLS}, got '{protocol}'")
+    if protocol == "recbole":
+        return recbole_create_samplers(config, dataset, built_datasets)
+    if config["repeatable"]:
+        raise RecboleGTCError("eval_protocol: mmrec needs repeatable: False (general recommendation)")
+    for phase in ("valid", "test"):
+        if config[f"{phase}_neg_sample_args"]["sample_num"] != "none":
+            raise RecboleGTCError("eval_protocol: mmrec is defined for full ranking (eval_args.mode: full)")
+    train_args = config["train_neg_sample_args"]
+    distribution = train_args["distribution"] if train_args["distribution"] != "none" else "uniform"
+    base = MMRecSampler(["train", "valid", "test"], built_datasets, distribution, train_args["alpha"])
+    train_sampler = base.set_phase("train") if train_args["distribution"] != "none" else None
+    return train_sampler, base.set_phase("valid"), base.set_phase("test")
+
+
+def data_preparation(config, dataset):
+    """Split by the dataset's benchmark files and build train/valid/test dataloaders.
+
+    Mirrors :func:`recbole.data.utils.data_preparation` for general recommenders, with
+    :func:`create_samplers` choosing the evaluation protocol.
+    """
+    if config["MODEL_TYPE"].name != "GENERAL":
+        raise RecboleGTCError(f"recbole-gtc runs general recommenders; {config['model']} is {config['MODEL_TYPE'].name}")
+    built_datasets = dataset.build()
+    train_dataset, valid_dataset, test_dataset = built_datasets
+    train_sampler, valid_sampler, test_sampler = create_samplers(config, dataset, built_datasets)
+    train_data = get_dataloader(config, "train")(config, train_dataset, train_sampler, shuffle=config["shuffle"])
+    valid_data = get_dataloader(config, "valid")(config, valid_dataset, valid_sampler, shuffle=False)
+    test_data = get_dataloader(config, "test")(config, test_dataset, test_sampler, shuffle=False)
+    getLogger().info(
+        set_color("[Protocol]: ", "pink") + set_color(f"eval_protocol = {config['eval_protocol']}", "yellow")
+    )
+    return train_data, valid_data, test_data

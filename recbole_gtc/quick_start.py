@@ -1,0 +1,84 @@
+"""Train and evaluate one or several models on one dataset (the runner's library API)."""
+
+import sys
+from logging import getLogger
+
+from recbole.utils import init_logger, init_seed, set_color
+
+from recbole_gtc.config import MMConfig
+from recbole_gtc.data import create_dataset, data_preparation
+from recbole_gtc.utils import get_model, get_trainer
+
+SUMMARY_METRICS = ("recall@20", "ndcg@20")
+
+
+def run_recbole_gtc(model, dataset, config_file_list=None, config_dict=None, saved=True, cmd_args=None):
+    """Train ``model`` on ``dataset`` with early stopping on validation, then test the best epoch.
+
+    Mirrors :func:`recbole.quick_start.run_recbole`, with :class:`MMConfig`'s cascade,
+    multi-modal datasets, the evaluation protocol and recbole-gtc models.
+
+    Args:
+        model (str): GTC or a RecBole general recommender (BPR, LightGCN, ...).
+        dataset (str): folder name under ``data_path``.
+        config_file_list (list of str, optional): YAML files, later ones win.
+        config_dict (dict, optional): overrides.
+        saved (bool): keep the best checkpoint and test it (else test the last epoch).
+        cmd_args (list of str, optional): ``--key=value`` overrides (``None``: none).
+
+    Returns:
+        dict: ``model``, ``dataset``, ``eval_protocol``, ``best_valid_score``,
+        ``best_valid_result``, ``test_result`` (metric -> value) and ``summary`` (one line).
+    """
+    config = MMConfig(model, dataset, config_file_list, config_dict, cmd_args=cmd_args or [])
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(sys.argv)
+    logger.info(config)
+
+    dataset_obj = create_dataset(config)
+    logger.info(dataset_obj)
+    train_data, valid_data, test_data = data_preparation(config, dataset_obj)
+
+    init_seed(config["seed"], config["reproducibility"])
+    model_obj = get_model(config["model"])(config, train_data.dataset).to(config["device"])
+    logger.info(model_obj)
+
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model_obj)
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+    )
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+
+    logger.info(set_color("best valid ", "yellow") + f": {dict(best_valid_result)}")
+    logger.info(set_color("test result", "yellow") + f": {dict(test_result)}")
+    result = {
+        "model": config["model"],
+        "dataset": config["dataset"],
+        "eval_protocol": config["eval_protocol"],
+        "best_valid_score": best_valid_score,
+        "best_valid_result": dict(best_valid_result),
+        "test_result": dict(test_result),
+    }
+    result["summary"] = summary_line(result)
+    return result
+
+
+def summary_line(result):
+    """One line: model, dataset, protocol and test Recall@20 / NDCG@20."""
+    metrics = " ".join(f"{m}={result['test_result'].get(m, float('nan')):.4f}" for m in SUMMARY_METRICS)
+    return (
+        f"SUMMARY model={result['model']} dataset={result['dataset']} "
+        f"protocol={result['eval_protocol']} test {metrics}"
+    )
+
+
+def comparison_table(results, metrics=("recall@10", "recall@20", "ndcg@10", "ndcg@20", "precision@20", "map@20")):
+    """Markdown table of test metrics, one row per model (plus validation Recall@20)."""
+    header = "| model | valid recall@20 | " + " | ".join(f"test {m}" for m in metrics) + " |"
+    lines = [header, "|" + "---|" * (len(metrics) + 2)]
+    for r in results:
+        cells = [f"{r['test_result'].get(m, float('nan')):.4f}" for m in metrics]
+        lines.append(f"| {r['model']} | {r['best_valid_result'].get('recall@20', float('nan')):.4f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
