@@ -1,0 +1,44 @@
+"""The user-item graph of the training split and the weight-free propagation over it (spec step 8)."""
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+
+def normalized_bipartite_adjacency(users, items, n_users, n_items):
+    """Symmetric-normalised adjacency ``D^-1/2 A D^-1/2`` of the user-item graph, no self loops.
+
+    Args:
+        users, items (np.ndarray of int): the TRAINING interactions (duplicates count once).
+        n_users, n_items (int): node counts (ids ``< n``); nodes are users then items.
+
+    Returns:
+        torch.Tensor: sparse COO, ``(n_users + n_items, n_users + n_items)``, coalesced.
+    """
+    r = sp.coo_matrix((np.ones(len(users), dtype=np.float32), (users, items)), shape=(n_users, n_items)).tocsr()
+    r.data[:] = 1.0  # binary even with duplicate rows
+    adj = sp.bmat([[None, r], [r.T, None]], format="coo")
+    degree = np.asarray(adj.sum(axis=1)).ravel()
+    inv_sqrt = np.zeros_like(degree)
+    inv_sqrt[degree > 0] = degree[degree > 0] ** -0.5
+    values = inv_sqrt[adj.row] * adj.data * inv_sqrt[adj.col]
+    index = torch.from_numpy(np.vstack([adj.row, adj.col]).astype(np.int64))
+    n = n_users + n_items
+    return torch.sparse_coo_tensor(index, torch.from_numpy(values.astype(np.float32)), (n, n)).coalesce()
+
+
+def propagate(adj, x, n_layers=2):
+    """``x + A x + A^2 x + ...`` (``n_layers`` hops, no weights, no normalisation of the sum).
+
+    Args:
+        adj (torch.Tensor): sparse ``(N, N)``.
+        x (torch.Tensor): ``(N, D)``.
+
+    Returns:
+        torch.Tensor: ``(N, D)``.
+    """
+    out, h = x, x
+    for _ in range(n_layers):
+        h = torch.sparse.mm(adj, h)
+        out = out + h
+    return out

@@ -1,0 +1,279 @@
+"""GTC: user-aware conditional generative total-correlation learning (arXiv 2604.03014).
+
+The released implementation, inside RecBole, for any number M of content
+modalities (M = 2 reproduces the released model). One training step:
+
+1. project each modality's frozen features to d:        F_m = Linear(X_m)               (I, d)
+2. diffuse and denoise each F_m conditioned on the item ID embedding E:
+   F_m,t = q(F_m, t, eps);  eps_hat = denoiser_m(F_m,t, t, E);  G_m = one-step x0 estimate
+3. gate content into the ID view:                      e' = e + sum_k w_k view_k
+4. propagate every view over the user-item graph:      R_v = X_v + A X_v + A^2 X_v
+5. fuse views: items concatenate, users weight each view by a learned per-user weight
+6. propagate over the homogeneous graphs (item kNN graph S, user co-interaction graph)
+7. score y_ui = <H_u, H_i>;  loss = BPR + reg + TC (Symile over ID + content views) + diffusion MSE
+
+"User-aware" in the paper vs the code: the paper describes user-aware filtering;
+the released code conditions the denoiser on the item ID embedding only. This class
+implements the code's behaviour.
+"""
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from recbole.model.abstract_recommender import GeneralRecommender
+from recbole.utils import InputType
+
+from recbole_gtc.model.bipartite import normalized_bipartite_adjacency, propagate
+from recbole_gtc.model.denoiser import ConditionalDenoiser
+from recbole_gtc.model.diffusion import GaussianDiffusion
+from recbole_gtc.model.gate import similarity_gate
+from recbole_gtc.model.graphs import item_item_graph, user_user_graph
+from recbole_gtc.model.tc_loss import pairwise_infonce_loss, symile_loss
+from recbole_gtc.utils import RecboleGTCError
+
+_LN2 = math.log(2.0)
+
+
+class GTC(GeneralRecommender):
+    r"""GTC as a RecBole general recommender.
+
+    Needs a :class:`~recbole_gtc.data.MultiModalDataset` (a dataset whose YAML names
+    ``modalities``). All interaction-derived structure (user-item graph, user-user
+    graph) comes from the training split the model is built with.
+    """
+
+    input_type = InputType.PAIRWISE
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        feats = getattr(dataset, "modality_feats", None)
+        if not feats:
+            raise RecboleGTCError(
+                f"GTC needs item modality features: dataset '{config['dataset']}' has no 'modalities' in its YAML"
+            )
+        self._read_config(config)
+        self.modalities = list(feats)
+        d = self.embedding_size
+
+        # Frozen content: buffers, not parameters (trainable feature copies were dead weight in the released code).
+        for name, feat in feats.items():
+            self.register_buffer(f"feat_{name}", feat.float(), persistent=False)
+        self.projections = nn.ModuleDict({m: nn.Linear(feats[m].shape[1], d) for m in self.modalities})
+        self.item_id_embedding = nn.Embedding(self.n_items, d)  # N(0, 1) init, as released
+
+        self.diffusion = GaussianDiffusion(self.noise_steps, self.beta_start, self.beta_end)
+        self.denoisers = nn.ModuleDict({m: ConditionalDenoiser(d) for m in self.modalities})
+
+        # One learned user-preference matrix per view (ID + each modality).
+        self.views = ["id"] + self.modalities
+        self.user_preference = nn.ParameterDict(
+            {v: nn.Parameter(nn.init.xavier_normal_(torch.empty(self.n_users, d))) for v in self.views}
+        )
+        # Per-user view weights: softmaxed once at init, then trained freely (as released).
+        self.user_view_weight = nn.Parameter(
+            torch.softmax(nn.init.xavier_normal_(torch.empty(self.n_users, len(self.views))), dim=1)
+        )
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(self.logit_scale_init)))
+
+        self._build_graphs(config, dataset, feats)
+        self._eval_cache = None
+
+    def _read_config(self, config):
+        keys = [
+            "embedding_size", "reg_weight", "tc_weight", "diff_weight", "noise_steps", "beta_start", "beta_end",
+            "eval_noise_seed", "logit_scale_init", "tc_chunk_size", "gate_temperature", "knn_k", "n_mm_layers",
+            "user_graph_k", "knn_chunk_size", "use_diffusion", "use_tc", "tc_mode", "tc_scope", "use_gate",
+        ]
+        missing = [k for k in keys if config[k] is None]
+        if missing:
+            raise RecboleGTCError(f"GTC config is missing {missing} (see properties/model/GTC.yaml)")
+        for key in keys:
+            setattr(self, key, config[key])
+        if self.tc_mode not in ("symile", "pairwise"):
+            raise RecboleGTCError(f"tc_mode must be symile or pairwise, got '{self.tc_mode}'")
+        if self.tc_scope not in ("all", "batch"):
+            raise RecboleGTCError(f"tc_scope must be all or batch, got '{self.tc_scope}'")
+        self.eval_timestep = config["eval_timestep"] or self.noise_steps // 2
+        if not 1 <= self.eval_timestep < self.noise_steps:
+            raise RecboleGTCError(f"eval_timestep must be in [1, {self.noise_steps - 1}], got {self.eval_timestep}")
+        self.mm_graph_weights = config["mm_graph_weights"] or {}
+        self.graph_cache_dir = config["graph_cache_dir"]
+        self.seed = config["seed"] or 0
+
+    # ------------------------------------------------------------------ graphs
+    def _build_graphs(self, config, dataset, feats):
+        """User-item, item-item and user-user graphs from the TRAINING split and raw features."""
+        users = dataset.inter_feat[dataset.uid_field].numpy()
+        items = dataset.inter_feat[dataset.iid_field].numpy()
+        self.register_buffer(
+            "norm_adj", normalized_bipartite_adjacency(users, items, self.n_users, self.n_items), persistent=False
+        )
+
+        # Item kNN graph over real items (row 0 is padding, it gets no edges).
+        s = item_item_graph(
+            {m: feats[m][1:] for m in self.modalities}, self.knn_k, self.modality_weights(),
+            chunk_size=self.knn_chunk_size, cache_dir=self.graph_cache_dir,
+        )
+        index = s.indices() + 1
+        self.register_buffer(
+            "item_graph",
+            torch.sparse_coo_tensor(index, s.values(), (self.n_items, self.n_items)).coalesce(),
+            persistent=False,
+        )
+
+        self.user_graph = user_user_graph(
+            users, items, self.n_users, self.n_items, k=self.user_graph_k, cache_dir=self.graph_cache_dir
+        )
+        self.register_buffer("user_nb_index", torch.zeros(self.n_users, self.user_graph_k, dtype=torch.long), persistent=False)
+        self.register_buffer("user_nb_weight", torch.zeros(self.n_users, self.user_graph_k), persistent=False)
+        self.on_epoch_start(0)
+
+    def modality_weights(self):
+        """Item-graph weight per modality: configured ones, 1/M for unlisted ones, normalised to sum 1."""
+        raw = {m: float(self.mm_graph_weights.get(m, 1.0 / len(self.modalities))) for m in self.modalities}
+        total = sum(raw.values())
+        if total <= 0:
+            raise RecboleGTCError(f"mm_graph_weights must be positive, got {raw}")
+        return {m: w / total for m, w in raw.items()}
+
+    def on_epoch_start(self, epoch_idx):
+        """Re-draw the padding of users with fewer than k neighbours (once per epoch, as released)."""
+        generator = torch.Generator().manual_seed(self.seed * 100003 + int(epoch_idx))
+        index, weight = self.user_graph.sample(generator=generator)
+        self.user_nb_index = index.to(self.user_nb_index.device)
+        self.user_nb_weight = weight.to(self.user_nb_weight.device)
+
+    # ------------------------------------------------------------------ forward
+    def content_views(self):
+        """Projected content ``F_m`` of every item, each ``(n_items, d)``."""
+        return {m: self.projections[m](getattr(self, f"feat_{m}")) for m in self.modalities}
+
+    def denoise(self, content, cond):
+        """Diffuse then denoise each modality conditioned on ``cond`` (the item ID embedding, not detached).
+
+        Training: a random timestep per item shared across modalities, fresh noise.
+        Evaluation: ``t = eval_timestep`` for all items, noise from a fixed seed.
+
+        Returns:
+            (dict of Tensor, Tensor): denoised ``G_m`` ``(n_items, d)`` per modality and the
+            summed diffusion MSE over real items (0 when ``use_diffusion`` is off).
+        """
+        if not self.use_diffusion:
+            return content, cond.new_zeros(())
+        n, d = cond.shape
+        if self.training:
+            t = self.diffusion.sample_timesteps(n)
+            noises = {m: torch.randn_like(content[m]) for m in self.modalities}
+        else:
+            t = torch.full((n,), self.eval_timestep, dtype=torch.long, device=cond.device)
+            generator = torch.Generator().manual_seed(int(self.eval_noise_seed))
+            noises = {m: torch.randn(n, d, generator=generator).to(cond.device) for m in self.modalities}
+        denoised, mse = {}, cond.new_zeros(())
+        for m in self.modalities:
+            x_t = self.diffusion.q_sample(content[m], t, noises[m])
+            eps_hat = self.denoisers[m](x_t, t, cond)
+            denoised[m] = self.diffusion.predict_x0(x_t, t, eps_hat)
+            mse = mse + F.mse_loss(eps_hat[1:], noises[m][1:])
+        return denoised, mse
+
+    def forward(self):
+        """Full-graph forward pass.
+
+        Returns:
+            dict: ``user`` (n_users, V*d) and ``item`` (n_items, V*d) final representations
+            (V = M + 1 views), ``id`` (n_items, d) raw ID embedding, ``denoised`` per-modality
+            ``G_m`` (n_items, d) and ``diff_loss`` (scalar).
+        """
+        e = self.item_id_embedding.weight
+        denoised, diff_loss = self.denoise(self.content_views(), e)
+        content = [denoised[m] for m in self.modalities]
+        e_gated = similarity_gate([e] + content, self.gate_temperature) if self.use_gate else e
+
+        # Each view: [P_view ; item view] row-normalised, propagated over the user-item graph.
+        # All views go through the sparse product together (one (U+I) x V*d matrix).
+        x = torch.cat(
+            [F.normalize(torch.cat([self.user_preference[v], item_view]), dim=1)
+             for v, item_view in zip(self.views, [e_gated] + content)],
+            dim=1,
+        )
+        r = propagate(self.norm_adj, x, n_layers=2)
+        r_users, r_items = torch.split(r, [self.n_users, self.n_items])
+
+        d = self.embedding_size
+        weight = self.user_view_weight.repeat_interleave(d, dim=1)  # (U, V*d): w_uv on view v's block
+        h_users = r_users * weight
+        h_items = r_items
+
+        h = h_items
+        for _ in range(self.n_mm_layers):
+            h = torch.sparse.mm(self.item_graph, h)
+            h_items = h_items + h
+        h_users = h_users + self.user_graph.propagate(h_users, self.user_nb_index, self.user_nb_weight)
+        return {"user": h_users, "item": h_items, "id": e, "denoised": denoised, "diff_loss": diff_loss}
+
+    # ------------------------------------------------------------------ losses
+    def calculate_loss(self, interaction):
+        user = interaction[self.USER_ID]
+        pos = interaction[self.ITEM_ID]
+        neg = interaction[self.NEG_ITEM_ID]
+        out = self.forward()
+        u = out["user"][user]
+        diff = (u * out["item"][pos]).sum(-1) - (u * out["item"][neg]).sum(-1)
+        bpr = -F.logsigmoid(diff).mean() / _LN2  # -mean(log2 sigmoid(.)), computed stably
+
+        reg = sum((self.user_preference[v][user] ** 2).mean() for v in self.views)
+        reg = reg + (self.user_view_weight ** 2).mean()
+        loss = bpr + self.reg_weight * reg
+
+        if self.use_tc:
+            loss = loss + self.tc_weight * self.tc_loss(out, torch.cat([pos, neg]))
+        if self.use_diffusion:
+            loss = loss + self.diff_weight * out["diff_loss"]
+        return loss
+
+    def tc_loss(self, out, batch_items):
+        """Total correlation over the ID view (before the gate) and every denoised content view.
+
+        Args:
+            out (dict): :meth:`forward`'s output.
+            batch_items (LongTensor): item ids of the batch, used when ``tc_scope`` is ``batch``.
+        """
+        rows = torch.unique(batch_items) if self.tc_scope == "batch" else slice(1, None)  # skip padding row 0
+        views = [F.normalize(out["id"][rows], dim=1)]
+        views += [F.normalize(out["denoised"][m][rows], dim=1) for m in self.modalities]
+        scale = self.logit_scale.exp()
+        if self.tc_mode == "pairwise":
+            return pairwise_infonce_loss(views, scale, chunk_size=self.tc_chunk_size)
+        return symile_loss(views, scale, chunk_size=self.tc_chunk_size)
+
+    # ------------------------------------------------------------------ evaluation
+    def train(self, mode=True):
+        # Any switch between training and evaluation invalidates the evaluation embeddings,
+        # so evaluation never reuses representations from stale parameters.
+        self._eval_cache = None
+        return super().train(mode)
+
+    def load_state_dict(self, *args, **kwargs):
+        self._eval_cache = None
+        return super().load_state_dict(*args, **kwargs)
+
+    def _eval_embeddings(self):
+        """Final representations computed once per evaluation, in eval mode."""
+        if self.training:
+            raise RuntimeError("GTC scores are computed in eval mode (call model.eval() first)")
+        if self._eval_cache is None:
+            with torch.no_grad():
+                out = self.forward()
+            self._eval_cache = (out["user"], out["item"])
+        return self._eval_cache
+
+    def predict(self, interaction):
+        users, items = self._eval_embeddings()
+        u = users[interaction[self.USER_ID]]
+        return (u * items[interaction[self.ITEM_ID]]).sum(-1)
+
+    def full_sort_predict(self, interaction):
+        users, items = self._eval_embeddings()
+        return users[interaction[self.USER_ID]] @ items.T
