@@ -18,7 +18,7 @@ import os
 import yaml
 from recbole.config import Config
 
-from recbole_gtc.utils import DEFAULT_DATA_PATH, PROPERTIES_DIR, RecboleGTCError
+from recbole_gtc.utils import DEFAULT_DATA_PATH, PROPERTIES_DIR, RecboleGTCError, get_model
 
 
 class MMConfig(Config):
@@ -36,6 +36,8 @@ class MMConfig(Config):
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
         self._cmd_args = cmd_args
+        if isinstance(model, str):
+            model = get_model(model)  # recbole-gtc models too, not only RecBole's
         for path in config_file_list or []:
             if not os.path.isfile(path):
                 raise RecboleGTCError(f"{path}: config file not found")

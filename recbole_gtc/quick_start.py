@@ -60,9 +60,16 @@ def run_recbole_gtc(model, dataset, config_file_list=None, config_dict=None, sav
         "best_valid_score": best_valid_score,
         "best_valid_result": dict(best_valid_result),
         "test_result": dict(test_result),
+        "epochs": len(getattr(trainer, "epoch_seconds", [])),
+        "train_seconds_per_epoch": _median(getattr(trainer, "epoch_seconds", [])),
     }
     result["summary"] = summary_line(result)
     return result
+
+
+def _median(values):
+    values = sorted(values)
+    return values[len(values) // 2] if values else float("nan")
 
 
 def summary_line(result):
@@ -75,10 +82,15 @@ def summary_line(result):
 
 
 def comparison_table(results, metrics=("recall@10", "recall@20", "ndcg@10", "ndcg@20", "precision@20", "map@20")):
-    """Markdown table of test metrics, one row per model (plus validation Recall@20)."""
-    header = "| model | valid recall@20 | " + " | ".join(f"test {m}" for m in metrics) + " |"
-    lines = [header, "|" + "---|" * (len(metrics) + 2)]
+    """Markdown table, one row per model: epochs run, median training seconds per epoch
+    (ratios between rows are meaningful, absolute seconds are machine noise), validation
+    Recall@20 and test metrics at the best validation epoch."""
+    header = "| model | epochs | train s/epoch (median) | valid recall@20 | " + " | ".join(f"test {m}" for m in metrics) + " |"
+    lines = [header, "|" + "---|" * (len(metrics) + 4)]
     for r in results:
         cells = [f"{r['test_result'].get(m, float('nan')):.4f}" for m in metrics]
-        lines.append(f"| {r['model']} | {r['best_valid_result'].get('recall@20', float('nan')):.4f} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {r['model']} | {r['epochs']} | {r['train_seconds_per_epoch']:.3f} | "
+            f"{r['best_valid_result'].get('recall@20', float('nan')):.4f} | " + " | ".join(cells) + " |"
+        )
     return "\n".join(lines)

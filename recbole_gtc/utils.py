@@ -28,7 +28,7 @@ def get_model(name):
         return getattr(importlib.import_module(_PLUGIN_MODELS[name]), name)
     try:
         return recbole_get_model(name)
-    except ValueError:
+    except (ValueError, ImportError):  # RecBole's last search place needs lightgbm/xgboost
         known = ", ".join(sorted(_PLUGIN_MODELS))
         raise RecboleGTCError(
             f"unknown model '{name}': use {known} or a RecBole general recommender (BPR, LightGCN, NGCF, SGL, ...)"

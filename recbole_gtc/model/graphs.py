@@ -1,0 +1,266 @@
+"""The two homogeneous graphs of GTC (spec "Homogeneous graphs"), built from TRAINING data and features only.
+
+* Item-item graph ``S = sum_m w_m S_m``: per modality a cosine top-k graph whose kept
+  edges weigh ``1/k`` (``D^-1/2 A D^-1/2`` with every row sum equal to k, as in
+  LATTICE/DRAGON). Built in row chunks, never a dense ``I x I`` matrix.
+* User-user graph: co-interaction counts ``C = R R^T`` of the binary training matrix
+  (scipy sparse, diagonal removed); each user keeps its top-k co-interacting users.
+  :meth:`UserGraph.sample` pads short neighbour lists once per epoch, as DRAGON does.
+
+Both graphs can be cached on disk under a sha1 of everything that changes them.
+"""
+
+import hashlib
+import os
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+
+_ITEM_GRAPH_VERSION = "item-graph-v1"
+_USER_GRAPH_VERSION = "user-graph-v1"
+
+
+def _topk_mask(scores, k):
+    """Boolean ``(c, n)`` mask of each row's k largest scores; ties go to the smaller column.
+
+    ``torch.topk`` does not specify which of several equal values it returns, so
+    only its k-th value is used: everything strictly above it is kept, and the
+    remaining slots go to the columns equal to it, leftmost first.
+    """
+    kth = torch.topk(scores, k, dim=1).values[:, -1:]
+    above = scores > kth
+    tied = scores == kth
+    free = k - above.sum(dim=1, keepdim=True)
+    return above | (tied & (torch.cumsum(tied, dim=1) <= free))
+
+
+def knn_graph(features, k, chunk_size=1024):
+    """Cosine top-k graph with edge weight ``1/k``.
+
+    Row i keeps the k items most cosine-similar to item i (itself usually among
+    them). A zero feature row has similarity 0 to everything, so it keeps the k
+    smallest ids instead of producing NaN. ``k`` larger than n is clamped to n.
+
+    Args:
+        features (Tensor): ``(n, D)``.
+        k (int): neighbours per row.
+        chunk_size (int): rows of similarities held at once (memory ``O(chunk_size * n)``).
+
+    Returns:
+        Tensor: sparse COO ``(n, n)``, coalesced, float32, exactly ``min(k, n)`` entries per row.
+    """
+    n = features.shape[0]
+    k = min(int(k), n)
+    if k < 1:
+        raise ValueError(f"knn_graph needs k >= 1 and at least one row, got k={k}, n={n}")
+    normed = F.normalize(features.detach().float(), dim=1)
+    rows, cols = [], []
+    for start in range(0, n, chunk_size):
+        sims = normed[start:start + chunk_size] @ normed.T  # (c, n)
+        r, c = _topk_mask(sims, k).nonzero(as_tuple=True)
+        rows.append(r + start)
+        cols.append(c)
+    index = torch.stack([torch.cat(rows), torch.cat(cols)])
+    values = torch.full((index.shape[1],), 1.0 / k, dtype=torch.float32, device=index.device)
+    return torch.sparse_coo_tensor(index, values, (n, n), check_invariants=True).coalesce()
+
+
+def _item_graph_key(features, k, weights):
+    digest = hashlib.sha1(_ITEM_GRAPH_VERSION.encode())
+    digest.update(repr(int(k)).encode())
+    for name in sorted(features):
+        feat = features[name].detach().cpu().contiguous()
+        digest.update(repr((name, tuple(feat.shape), str(feat.dtype), float(weights[name]))).encode())
+        digest.update(feat.view(torch.uint8).numpy().data)
+    return digest.hexdigest()
+
+
+def item_item_graph(features, k, weights, chunk_size=1024, cache_dir=None):
+    """Weighted sum of per-modality kNN graphs, ``S = sum_m weights[m] * knn_graph(features[m], k)``.
+
+    Args:
+        features (dict): modality name -> ``(n, D_m)`` Tensor (same n for all).
+        k (int): neighbours per item and modality.
+        weights (dict): modality name -> float, one for every modality in ``features``.
+        chunk_size (int): see :func:`knn_graph`.
+        cache_dir (str, optional): folder of the on-disk cache; ``None`` disables it.
+            The key hashes every modality's name, shape, dtype, raw feature bytes and
+            weight, plus k and a format version.
+
+    Returns:
+        Tensor: sparse COO ``(n, n)``, coalesced, float32.
+    """
+    if not features:
+        raise ValueError("item_item_graph needs at least one modality")
+    missing = sorted(set(features) - set(weights))
+    if missing:
+        raise ValueError(f"item_item_graph: no weight for modalities {missing}")
+    n = next(iter(features.values())).shape[0]
+    path = None
+    if cache_dir is not None:
+        path = os.path.join(cache_dir, f"item_graph_{_item_graph_key(features, k, weights)}.pt")
+        if os.path.exists(path):
+            cached = torch.load(path, weights_only=True)
+            return torch.sparse_coo_tensor(cached["indices"], cached["values"], (n, n), check_invariants=True).coalesce()
+
+    graph = None
+    for name in sorted(features):  # a fixed order makes the float sums reproducible
+        term = knn_graph(features[name], k, chunk_size=chunk_size) * float(weights[name])
+        graph = term if graph is None else graph + term
+    graph = graph.coalesce()
+
+    if path is not None:
+        os.makedirs(cache_dir, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        torch.save({"indices": graph.indices().cpu(), "values": graph.values().cpu()}, tmp)
+        os.replace(tmp, path)  # atomic: a concurrent reader never sees a partial file
+    return graph
+
+
+class UserGraph:
+    """Each user's kept co-interaction neighbours, in CSR form.
+
+    Attributes:
+        indptr (np.ndarray): ``(U + 1,)`` int64; user u's neighbours are ``indices[indptr[u]:indptr[u+1]]``.
+        indices (np.ndarray): ``(nnz,)`` int64 neighbour ids, by decreasing count then increasing id.
+        counts (np.ndarray): ``(nnz,)`` float32 co-interaction counts, aligned with ``indices``.
+        k (int): neighbours per user after padding.
+    """
+
+    def __init__(self, indptr, indices, counts, k):
+        self.indptr = np.asarray(indptr, dtype=np.int64)
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.counts = np.asarray(counts, dtype=np.float32)
+        self.k = int(k)
+        self.n_users = len(self.indptr) - 1
+
+    @property
+    def neighbours(self):
+        """``(indptr, indices, counts)``, the CSR arrays."""
+        return self.indptr, self.indices, self.counts
+
+    def sample(self, generator=None):
+        """One epoch's fixed-width neighbour table, padded as DRAGON does.
+
+        Users with k neighbours keep them. A user with ``1 <= m < k`` neighbours
+        keeps its m and fills slots ``m..k-1`` one by one, slot j copying a uniformly
+        drawn earlier slot ``0..j-1`` (DRAGON appends a random entry of the growing
+        list), so every padded entry is one of the user's own neighbours, with its
+        count. Weights are the softmax of the k slot counts. Users with no
+        neighbours get index 0 and weight 0 (they receive no message).
+
+        Args:
+            generator (torch.Generator, optional): CPU generator for the padding draws.
+
+        Returns:
+            (LongTensor, FloatTensor): index ``(U, k)`` and weight ``(U, k)``, on CPU.
+        """
+        n_users, k = self.n_users, self.k
+        if self.indices.size == 0:
+            return torch.zeros(n_users, k, dtype=torch.long), torch.zeros(n_users, k)
+        degree = torch.from_numpy(np.diff(self.indptr))  # (U,)
+        slot = torch.arange(k)
+        draw = torch.rand(n_users, k, generator=generator, dtype=torch.float64)
+        # Slot j < degree holds the user's j-th neighbour; slot j >= degree points at a random earlier slot.
+        source = torch.where(
+            slot < degree.unsqueeze(1),
+            slot.expand(n_users, k),
+            torch.minimum((draw * slot).long(), (slot - 1).clamp(min=0)),
+        )
+        # Resolve chains left to right: an earlier slot's source is final before a later slot reads it.
+        for j in range(1, k):
+            source[:, j] = source.gather(1, source[:, j:j + 1]).squeeze(1)
+
+        has_any = degree > 0
+        flat = torch.from_numpy(self.indptr[:-1]).unsqueeze(1) + source  # positions in indices/counts
+        flat = torch.where(has_any.unsqueeze(1), flat, torch.zeros_like(flat))  # keeps the gather in range
+        index = torch.from_numpy(self.indices)[flat]
+        weight = torch.softmax(torch.from_numpy(self.counts)[flat], dim=1)
+        index = torch.where(has_any.unsqueeze(1), index, torch.zeros_like(index))
+        weight = torch.where(has_any.unsqueeze(1), weight, torch.zeros_like(weight))
+        return index, weight
+
+    @staticmethod
+    def propagate(h, index, weight):
+        """Neighbour message ``m_u = sum_n weight[u, n] * h[index[u, n]]`` (the caller adds ``h``).
+
+        A weighted ``embedding_bag`` never materialises the ``(U, k, D)`` gather.
+
+        Args:
+            h (Tensor): ``(U, D)``.
+            index (LongTensor): ``(U, k)``.
+            weight (Tensor): ``(U, k)``.
+
+        Returns:
+            Tensor: ``(U, D)``.
+        """
+        return F.embedding_bag(index, h, per_sample_weights=weight.to(h.dtype), mode="sum")
+
+
+def _binary_matrix(users, items, n_users, n_items):
+    """Binary CSR ``R`` ``(n_users, n_items)`` with sorted indices; duplicates count once."""
+    users = np.asarray(users, dtype=np.int64).ravel()
+    items = np.asarray(items, dtype=np.int64).ravel()
+    r = sp.csr_matrix((np.ones(len(users), dtype=np.float32), (users, items)), shape=(n_users, n_items))
+    r.sum_duplicates()
+    r.data[:] = 1.0
+    r.sort_indices()
+    return r
+
+
+def _top_neighbours(r, k):
+    """CSR arrays of each user's top-k co-interacting users by count, ties to the smaller id."""
+    c = (r @ r.T).tocoo()
+    off_diagonal = c.row != c.col
+    row, col, count = c.row[off_diagonal], c.col[off_diagonal], c.data[off_diagonal]
+    order = np.lexsort((col, -count, row))
+    row, col, count = row[order], col[order], count[order]
+    n_users = r.shape[0]
+    starts = np.searchsorted(row, np.arange(n_users))
+    rank = np.arange(len(row)) - starts[row]
+    keep = rank < k
+    row, col, count = row[keep], col[keep], count[keep]
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row, minlength=n_users), out=indptr[1:])
+    return indptr, col.astype(np.int64), count.astype(np.float32)
+
+
+def user_user_graph(users, items, n_users, n_items, k=40, cache_dir=None):
+    """Top-k co-interaction graph of users from the given (TRAINING) interactions.
+
+    Args:
+        users, items (array-like or Tensor of int): ``(nnz,)`` interactions, ids in
+            ``[0, n_users)`` / ``[0, n_items)``; duplicates count once.
+        n_users, n_items (int): id ranges.
+        k (int): neighbours kept per user.
+        cache_dir (str, optional): folder of the on-disk cache; ``None`` disables it.
+            The key hashes the binary interaction matrix, n_users, n_items, k and a
+            format version.
+
+    Returns:
+        UserGraph
+    """
+    if isinstance(users, torch.Tensor):
+        users = users.cpu().numpy()
+    if isinstance(items, torch.Tensor):
+        items = items.cpu().numpy()
+    r = _binary_matrix(users, items, n_users, n_items)
+    path = None
+    if cache_dir is not None:
+        digest = hashlib.sha1(repr((_USER_GRAPH_VERSION, int(n_users), int(n_items), int(k))).encode())
+        digest.update(r.indptr.astype(np.int64).data)
+        digest.update(r.indices.astype(np.int64).data)
+        path = os.path.join(cache_dir, f"user_graph_{digest.hexdigest()}.npz")
+        if os.path.exists(path):
+            with np.load(path) as cached:
+                return UserGraph(cached["indptr"], cached["indices"], cached["counts"], k)
+
+    indptr, indices, counts = _top_neighbours(r, k)
+    if path is not None:
+        os.makedirs(cache_dir, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp.npz"
+        np.savez(tmp, indptr=indptr, indices=indices, counts=counts)
+        os.replace(tmp, path)  # atomic: a concurrent reader never sees a partial file
+    return UserGraph(indptr, indices, counts, k)
