@@ -1,0 +1,68 @@
+"""``python -m recbole_gtc.prepare {mmrec,synthetic,movielens} ...``; errors exit 2 with one line."""
+
+import argparse
+import shlex
+import sys
+
+from recbole_gtc.prepare.mmrec import DatasetImportError, import_mmrec
+from recbole_gtc.prepare.movielens import DEFAULT_SEED, MissingBuildDependency, build_movielens
+from recbole_gtc.prepare.synthetic import SynthConfigError, build_synthetic
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="python -m recbole_gtc.prepare", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    mmrec = sub.add_parser("mmrec", help="import an MMRec-format folder (NAME.inter, image_feat.npy, text_feat.npy)")
+    mmrec.add_argument("src_dir", help="the MMRec folder")
+    mmrec.add_argument("--dataset", required=True, help="dataset name (NAME.inter in SRC_DIR)")
+    mmrec.add_argument("--out", default=None, help="output folder (default: <repo>/dataset/NAME)")
+
+    synth = sub.add_parser("synthetic", help="generate the planted synthetic multi-modal dataset")
+    synth.add_argument("--dataset", required=True, help="dataset name (synth-mm is the committed one)")
+    synth.add_argument("--preset", choices=("tiny", "small", "baby"), default="small")
+    for flag in ("--users", "--items", "--image-dim", "--text-dim", "--min-inter"):
+        synth.add_argument(flag, type=_positive_int, default=None, help="override the preset")
+    synth.add_argument("--seed", type=int, default=None, help="random seed (default 2024)")
+    synth.add_argument("--out", default=None, help="output folder (default: <repo>/dataset/NAME)")
+    synth.add_argument("--keep-raw", default=None, help="also keep the intermediate MMRec folder here")
+
+    ml = sub.add_parser("movielens", help="build ml-100k-mm from RecBole's bundled MovieLens-100K")
+    ml.add_argument("--seed", type=int, default=DEFAULT_SEED, help="split seed (default %(default)s)")
+    ml.add_argument("--out", default=None, help="output folder (default: <repo>/dataset/ml-100k-mm)")
+    ml.add_argument("--keep-raw", default=None, help="also keep the intermediate MMRec folder here")
+    return parser
+
+
+def _run(args, argv):
+    if args.command == "mmrec":
+        command = "python -m recbole_gtc.prepare " + shlex.join(argv)
+        import_mmrec(args.src_dir, args.dataset, out_dir=args.out, provenance=[f"Written by: {command}"])
+    elif args.command == "synthetic":
+        build_synthetic(args.dataset, preset=args.preset, out_dir=args.out, keep_raw=args.keep_raw,
+                        users=args.users, items=args.items, image_dim=args.image_dim,
+                        text_dim=args.text_dim, min_inter=args.min_inter, seed=args.seed)
+    else:
+        build_movielens(out_dir=args.out, keep_raw=args.keep_raw, seed=args.seed)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parser().parse_args(argv)
+    try:
+        _run(args, argv)
+    except (DatasetImportError, MissingBuildDependency, SynthConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
