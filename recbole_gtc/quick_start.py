@@ -3,6 +3,8 @@
 import sys
 from logging import getLogger
 
+import torch
+
 from recbole.utils import init_logger, init_seed, set_color
 
 from recbole_gtc.config import MMConfig
@@ -32,6 +34,10 @@ def run_recbole_gtc(model, dataset, config_file_list=None, config_dict=None, sav
     """
     config = MMConfig(model, dataset, config_file_list, config_dict, cmd_args=cmd_args or [])
     init_seed(config["seed"], config["reproducibility"])
+    # RecBole's init_seed only pins cuDNN. On CPU the backward of advanced indexing
+    # (index_put with accumulate) is multi-threaded and not bitwise reproducible, so
+    # the same seed could give different numbers; torch's deterministic kernels fix it.
+    torch.use_deterministic_algorithms(bool(config["reproducibility"]), warn_only=True)
     init_logger(config)
     logger = getLogger()
     logger.info(sys.argv)
