@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recbole_gtc.utils import DEFAULT_DATA_PATH
+
 REQUIRED_COLUMNS = ("userID", "itemID", "rating", "timestamp", "x_label")
 DEFAULT_MODALITIES = {"image": "image_feat.npy", "text": "text_feat.npy"}
 SPLITS = ("train", "valid", "test")
@@ -46,11 +48,6 @@ _FINITE_CHECK_ROWS = 4096
 
 class DatasetImportError(ValueError):
     """A dataset folder that cannot be imported; the message is one line naming the file."""
-
-
-def repo_root():
-    """The repository root: the parent of the ``recbole_gtc`` package directory."""
-    return Path(__file__).resolve().parents[2]
 
 
 # --------------------------------------------------------------------------- reading
@@ -236,7 +233,7 @@ def import_mmrec(src_dir, name, out_dir=None, modalities=None, known_stats=True,
     """
     src = Path(src_dir)
     modalities = dict(modalities or DEFAULT_MODALITIES)
-    out = Path(out_dir) if out_dir is not None else repo_root() / "dataset" / name
+    out = Path(out_dir) if out_dir is not None else Path(DEFAULT_DATA_PATH) / name
     if not src.is_dir():
         raise DatasetImportError(f"{src}: dataset folder not found")
     if out.resolve() == src.resolve():
