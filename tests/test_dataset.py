@@ -73,7 +73,7 @@ def test_bad_feature_file_is_named_in_one_line(tmp_path, make_bad, problem):
 def test_missing_feature_file(tmp_path):
     write_dataset(tmp_path, "mm", random_splits(N_USERS, N_ITEMS), _features(), N_ITEMS)
     (tmp_path / "mm" / "text_feat.npy").unlink()
-    with pytest.raises(RecboleGTCError, match="text_feat.npy: modality feature file not found"):
+    with pytest.raises(RecboleGTCError, match="text_feat.npy: feature file not found"):
         _load(tmp_path, "mm")
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from recbole.data.dataset import Dataset
 
+from recbole_gtc.data.features import load_feature_matrix
 from recbole_gtc.utils import RecboleGTCError
 
 
@@ -68,16 +69,7 @@ def _aligned_features(path, tokens):
     Raises:
         RecboleGTCError: one line naming ``path`` and the problem.
     """
-    if not os.path.isfile(path):
-        raise RecboleGTCError(f"{path}: modality feature file not found")
-    try:
-        raw = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise RecboleGTCError(f"{path}: not a readable .npy array ({err})") from None
-    if raw.ndim != 2:
-        raise RecboleGTCError(f"{path}: expected a 2-D (items x dim) array, got shape {raw.shape}")
-    if not np.issubdtype(raw.dtype, np.floating):
-        raise RecboleGTCError(f"{path}: expected float features, got dtype {raw.dtype}")
+    raw = load_feature_matrix(path)
     if raw.shape[0] != len(tokens):
         raise RecboleGTCError(
             f"{path}: has {raw.shape[0]} rows but the dataset has {len(tokens)} items (one row per item expected)"
@@ -92,6 +84,4 @@ def _aligned_features(path, tokens):
         raise RecboleGTCError(f"{path}: item token {rows.max()} has no feature row (rows 0..{raw.shape[0] - 1})")
     aligned = np.zeros((len(tokens) + 1, raw.shape[1]), dtype=np.float32)
     aligned[1:] = raw[rows]
-    if not np.isfinite(aligned).all():
-        raise RecboleGTCError(f"{path}: contains NaN or inf values")
     return torch.from_numpy(aligned)

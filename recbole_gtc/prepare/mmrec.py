@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recbole_gtc.data.features import first_line, load_feature_matrix
 from recbole_gtc.utils import DEFAULT_DATA_PATH
 
 REQUIRED_COLUMNS = ("userID", "itemID", "rating", "timestamp", "x_label")
@@ -43,8 +44,6 @@ PUBLISHED_STATS = {
     "elec": (192403, 63001, 1689188),
 }
 
-_FINITE_CHECK_ROWS = 4096
-
 
 class DatasetImportError(ValueError):
     """A dataset folder that cannot be imported; the message is one line naming the file."""
@@ -59,7 +58,7 @@ def _read_inter(path):
     try:
         df = pd.read_csv(path, sep="\t")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DatasetImportError(f"{path}: cannot be read as tab-separated text ({_first_line(exc)})")
+        raise DatasetImportError(f"{path}: cannot be read as tab-separated text ({first_line(exc)})")
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise DatasetImportError(
@@ -103,31 +102,8 @@ def drop_cold_eval_rows(df):
     return df[keep].reset_index(drop=True), int((~keep).sum())
 
 
-def _first_line(exc):
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-def _load_feature(path):
-    if not path.is_file():
-        raise DatasetImportError(f"{path}: feature file not found")
-    try:
-        feat = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise DatasetImportError(f"{path}: cannot be read as a .npy array ({_first_line(exc)})")
-    if feat.ndim != 2:
-        raise DatasetImportError(f"{path}: feature matrix must be 2-D (items x dims), got shape {feat.shape}")
-    if feat.dtype.kind != "f":
-        raise DatasetImportError(f"{path}: feature matrix must be floating point, got dtype {feat.dtype}")
-    for start in range(0, feat.shape[0], _FINITE_CHECK_ROWS):
-        block = np.asarray(feat[start:start + _FINITE_CHECK_ROWS])
-        if not np.isfinite(block).all():
-            row = start + int(np.argwhere(~np.isfinite(block))[0, 0])
-            raise DatasetImportError(f"{path}: feature matrix has NaN or inf values (first in row {row})")
-    return feat
-
-
 def _load_features(src, modalities, n_items, inter_path):
-    feats = {name: _load_feature(src / fname) for name, fname in modalities.items()}
+    feats = {name: load_feature_matrix(src / fname, DatasetImportError) for name, fname in modalities.items()}
     rows = {modalities[name]: feat.shape[0] for name, feat in feats.items()}
     if len(set(rows.values())) > 1:
         listing = ", ".join(f"{f} has {r}" for f, r in rows.items())
