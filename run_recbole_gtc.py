@@ -26,14 +26,17 @@ def parse_args(argv):
 
 def main(argv=None):
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    from recbole_gtc.data.utils import check_model_type
     from recbole_gtc.prepare.mmrec import DatasetImportError
     from recbole_gtc.quick_start import comparison_table, run_recbole_gtc
-    from recbole_gtc.utils import RecboleGTCError
+    from recbole_gtc.utils import RecboleGTCError, get_model
 
     models = [m.strip() for m in args.model.split(",") if m.strip()]
     config_files = args.config_files.split() if args.config_files else None
     results = []
     try:
+        for model in models:  # every name checked before anything trains
+            check_model_type(model, get_model(model).type)
         for model in models:
             result = run_recbole_gtc(model, args.dataset, config_files, cmd_args=overrides)
             print(f"best valid: {result['best_valid_result']}")

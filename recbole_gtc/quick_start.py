@@ -66,7 +66,8 @@ def run_recbole_gtc(model, dataset, config_file_list=None, config_dict=None, sav
         "best_valid_score": best_valid_score,
         "best_valid_result": dict(best_valid_result),
         "test_result": dict(test_result),
-        "epochs": len(getattr(trainer, "epoch_seconds", [])),
+        # RecBole's own trainers (e.g. TraditionalTrainer for ItemKNN) do not time epochs.
+        "epochs": len(trainer.epoch_seconds) if hasattr(trainer, "epoch_seconds") else None,
         "train_seconds_per_epoch": _median(getattr(trainer, "epoch_seconds", [])),
     }
     result["summary"] = summary_line(result)
@@ -96,7 +97,7 @@ def comparison_table(results, metrics=("recall@10", "recall@20", "ndcg@10", "ndc
     for r in results:
         cells = [f"{r['test_result'].get(m, float('nan')):.4f}" for m in metrics]
         lines.append(
-            f"| {r['model']} | {r['epochs']} | {r['train_seconds_per_epoch']:.3f} | "
+            f"| {r['model']} | {'-' if r['epochs'] is None else r['epochs']} | {r['train_seconds_per_epoch']:.3f} | "
             f"{r['best_valid_result'].get('recall@20', float('nan')):.4f} | " + " | ".join(cells) + " |"
         )
     return "\n".join(lines)

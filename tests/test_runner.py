@@ -47,6 +47,7 @@ def test_same_seed_same_numbers(tmp_path):
     [
         (["--model=GTC", "--dataset=baby"], "python -m recbole_gtc.prepare mmrec SRC --dataset baby"),
         (["--model=NoSuchModel", "--dataset=synth-mm"], "unknown model 'NoSuchModel'"),
+        (["--model=BPR,Caser", "--dataset=synth-mm"], "Caser is a sequential model"),
         (["--model=BPR", "--dataset=synth-mm", "--config_files=missing.yaml"], "missing.yaml: config file not found"),
     ],
 )
@@ -56,6 +57,7 @@ def test_user_errors_are_one_line(tmp_path, args, message):
     assert "Traceback" not in out.stderr
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0], out.stderr[-2000:]
+    assert "SUMMARY" not in out.stdout  # nothing trained before the error
 
 
 def test_malformed_override_is_rejected(tmp_path):

@@ -6,7 +6,7 @@ from logging import getLogger
 from recbole.data import create_dataset as recbole_create_dataset
 from recbole.data.utils import create_samplers as recbole_create_samplers
 from recbole.data.utils import get_dataloader
-from recbole.utils import set_color
+from recbole.utils import ModelType, set_color
 
 from recbole_gtc.data.dataset import MultiModalDataset
 from recbole_gtc.data.sampler import MMRecSampler
@@ -63,14 +63,19 @@ def create_samplers(config, dataset, built_datasets):
     return train_sampler, base.set_phase("valid"), base.set_phase("test")
 
 
+def check_model_type(name, model_type):
+    """recbole-gtc runs general recommenders (RecBole's general_recommender folder: GENERAL and TRADITIONAL)."""
+    if model_type not in (ModelType.GENERAL, ModelType.TRADITIONAL):
+        raise RecboleGTCError(f"recbole-gtc runs general recommenders; {name} is a {model_type.name.lower()} model")
+
+
 def data_preparation(config, dataset):
     """Split by the dataset's benchmark files and build train/valid/test dataloaders.
 
     Mirrors :func:`recbole.data.utils.data_preparation` for general recommenders, with
     :func:`create_samplers` choosing the evaluation protocol.
     """
-    if config["MODEL_TYPE"].name != "GENERAL":
-        raise RecboleGTCError(f"recbole-gtc runs general recommenders; {config['model']} is {config['MODEL_TYPE'].name}")
+    check_model_type(config["model"], config["MODEL_TYPE"])
     built_datasets = dataset.build()
     train_dataset, valid_dataset, test_dataset = built_datasets
     train_sampler, valid_sampler, test_sampler = create_samplers(config, dataset, built_datasets)
