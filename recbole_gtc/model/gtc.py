@@ -126,8 +126,10 @@ class GTC(GeneralRecommender):
         self.user_graph = user_user_graph(
             users, items, self.n_users, self.n_items, k=self.user_graph_k, cache_dir=self.graph_cache_dir
         )
-        self.register_buffer("user_nb_index", torch.zeros(self.n_users, self.user_graph_k, dtype=torch.long), persistent=False)
-        self.register_buffer("user_nb_weight", torch.zeros(self.n_users, self.user_graph_k), persistent=False)
+        # This epoch's padded neighbour lists (U, k), re-drawn by on_epoch_start.
+        k = self.user_graph_k
+        self.register_buffer("user_nb_index", torch.zeros(self.n_users, k, dtype=torch.long), persistent=False)
+        self.register_buffer("user_nb_weight", torch.zeros(self.n_users, k), persistent=False)
         self.on_epoch_start(0)
 
     def modality_weights(self):
