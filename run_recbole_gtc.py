@@ -27,7 +27,6 @@ def parse_args(argv):
 def main(argv=None):
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
     from recbole_gtc.data.utils import check_model_type
-    from recbole_gtc.prepare.mmrec import DatasetImportError
     from recbole_gtc.quick_start import comparison_table, run_recbole_gtc
     from recbole_gtc.utils import RecboleGTCError, get_model
 
@@ -43,7 +42,7 @@ def main(argv=None):
             print(f"test: {result['test_result']}")
             print(result["summary"], flush=True)
             results.append(result)
-    except (RecboleGTCError, DatasetImportError) as err:
+    except RecboleGTCError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if len(results) > 1:
