@@ -4,8 +4,9 @@ Priority, lowest first:
 
 1. RecBole's own defaults (its ``overall.yaml`` and, for built-in models, its model YAML);
 2. ``properties/overall.yaml`` (this package's defaults: the published evaluation protocol);
-3. the dataset's YAML, ``<data_path>/<dataset>/<dataset>.yaml`` (written by the importers);
-4. the model's YAML, ``properties/model/<model>.yaml`` (when this package has one);
+3. the model's YAML, ``properties/model/<model>.yaml`` (when this package has one);
+4. the dataset's YAML, ``<data_path>/<dataset>/<dataset>.yaml`` (written by the importers),
+   so per-dataset hyper-parameters override model defaults, as in RecBole's own cascade;
 5. ``--config_files`` (in the order given);
 6. ``config_dict`` and then command-line ``--key=value`` overrides (RecBole's rule).
 
@@ -66,8 +67,8 @@ class MMConfig(Config):
         data_path = self.external_config_dict.get("data_path", DEFAULT_DATA_PATH)
         layers = [
             os.path.join(PROPERTIES_DIR, "overall.yaml"),
-            os.path.join(data_path, dataset, f"{dataset}.yaml"),
             os.path.join(PROPERTIES_DIR, "model", f"{model}.yaml"),
+            os.path.join(data_path, dataset, f"{dataset}.yaml"),
         ]
         for i, path in enumerate(layers):
             if not os.path.isfile(path):
@@ -76,6 +77,6 @@ class MMConfig(Config):
                 layer = self._update_internal_config_dict(path)
             except yaml.YAMLError as err:
                 raise RecboleGTCError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-            if i == 1 and layer:
+            if i == 2 and layer:
                 # RecBole prints dataset keys under "Dataset Hyper Parameters".
                 self.parameters["Dataset"] += [k for k in layer if k not in self.parameters["Dataset"]]

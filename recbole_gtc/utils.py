@@ -6,6 +6,8 @@ import os
 from recbole.utils import get_model as recbole_get_model
 from recbole.utils import get_trainer as recbole_get_trainer
 
+from recbole_gtc.errors import RecboleGTCError  # noqa: F401  (re-exported: the package's error root)
+
 #: The repository root: the folder that holds ``recbole_gtc/``, ``properties/`` and ``dataset/``.
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROPERTIES_DIR = os.path.join(REPO_ROOT, "properties")
@@ -16,10 +18,6 @@ _PLUGIN_MODELS = {"GTC": "recbole_gtc.model.gtc"}
 
 #: MMRec datasets users bring themselves (their files cannot be bundled).
 MMREC_DATASETS = ("baby", "sports", "clothing", "elec")
-
-
-class RecboleGTCError(Exception):
-    """A user-facing problem (bad input, missing data): the runner prints it as one line."""
 
 
 def get_model(name):

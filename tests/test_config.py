@@ -1,4 +1,4 @@
-"""The configuration cascade: package < dataset YAML < model YAML < config files < command line."""
+"""The configuration cascade: package < model YAML < dataset YAML < config files < command line (RecBole's order)."""
 
 import shutil
 
@@ -34,11 +34,11 @@ def test_each_layer_overrides_the_one_below(layered):
     root, user = layered
     c = _config(root)
     assert c["train_batch_size"] == 77  # dataset YAML over package default
-    assert c["learning_rate"] == 0.02  # model YAML over dataset YAML
-    assert c["stopping_step"] == 7
+    assert c["learning_rate"] == 0.01  # dataset YAML over model YAML, as in RecBole
+    assert c["stopping_step"] == 5
     assert c["eval_step"] == 3
     c = _config(root, [str(user)])
-    assert (c["stopping_step"], c["eval_step"]) == (9, 4)  # config files over model YAML
+    assert (c["stopping_step"], c["eval_step"]) == (9, 4)  # config files over dataset YAML
     c = _config(root, [str(user)], ["--eval_step=6", "--learning_rate=0.5"])
     assert (c["stopping_step"], c["eval_step"], c["learning_rate"]) == (9, 6, 0.5)  # command line wins
 

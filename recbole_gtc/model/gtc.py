@@ -65,6 +65,11 @@ class GTC(GeneralRecommender):
 
         self.diffusion = GaussianDiffusion(self.noise_steps, self.beta_start, self.beta_end)
         self.denoisers = nn.ModuleDict({m: ConditionalDenoiser(d) for m in self.modalities})
+        if not self.train_denoiser:
+            # The released code keeps its denoisers outside the torch module tree, so the
+            # optimizer never sees them: they stay at their random init while gradients
+            # still flow *through* them to the projections and the ID embedding.
+            self.denoisers.requires_grad_(False)
 
         # One learned user-preference matrix per view (ID + each modality).
         self.views = ["id"] + self.modalities
@@ -85,6 +90,7 @@ class GTC(GeneralRecommender):
             "embedding_size", "reg_weight", "tc_weight", "diff_weight", "noise_steps", "beta_start", "beta_end",
             "eval_noise_seed", "logit_scale_init", "tc_chunk_size", "gate_temperature", "knn_k", "n_mm_layers",
             "user_graph_k", "knn_chunk_size", "use_diffusion", "use_tc", "tc_mode", "tc_scope", "use_gate",
+            "train_denoiser",
         ]
         missing = [k for k in keys if config[k] is None]
         if missing:

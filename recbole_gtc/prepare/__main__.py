@@ -4,9 +4,10 @@ import argparse
 import shlex
 import sys
 
-from recbole_gtc.prepare.mmrec import DatasetImportError, import_mmrec
-from recbole_gtc.prepare.movielens import DEFAULT_SEED, MissingBuildDependency, build_movielens
-from recbole_gtc.prepare.synthetic import SynthConfigError, build_synthetic
+from recbole_gtc.errors import RecboleGTCError
+from recbole_gtc.prepare.mmrec import import_mmrec
+from recbole_gtc.prepare.movielens import DEFAULT_SEED, build_movielens
+from recbole_gtc.prepare.synthetic import build_synthetic
 
 
 def _positive_int(text):
@@ -58,7 +59,7 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     try:
         _run(args, argv)
-    except (DatasetImportError, MissingBuildDependency, SynthConfigError) as exc:
+    except RecboleGTCError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from recbole_gtc.data.features import first_line, load_feature_matrix
+from recbole_gtc.errors import DatasetImportError
 from recbole_gtc.utils import DEFAULT_DATA_PATH
 
 REQUIRED_COLUMNS = ("userID", "itemID", "rating", "timestamp", "x_label")
@@ -43,10 +44,6 @@ PUBLISHED_STATS = {
     "clothing": (39387, 23033, 278677),
     "elec": (192403, 63001, 1689188),
 }
-
-
-class DatasetImportError(ValueError):
-    """A dataset folder that cannot be imported; the message is one line naming the file."""
 
 
 # --------------------------------------------------------------------------- reading

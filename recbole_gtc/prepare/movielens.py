@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recbole_gtc.errors import MissingBuildDependency
 from recbole_gtc.prepare.mmrec import import_mmrec, random_split_labels, write_mmrec_folder
 
 NAME = "ml-100k-mm"
@@ -41,10 +42,6 @@ DECADES = tuple(range(1920, 2000, 10))
 YEAR_RANGE = (1920, 1999)
 MISSING_TITLE = "unkonwn"  # sic, as spelled in the source
 BUILD_HINT = "pip install -e .[build]"
-
-
-class MissingBuildDependency(RuntimeError):
-    """The optional text-embedding package needed to build the dataset is not installed."""
 
 
 def source_dir():

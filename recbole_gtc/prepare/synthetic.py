@@ -41,15 +41,12 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from recbole_gtc.errors import SynthConfigError
 from recbole_gtc.prepare.mmrec import import_mmrec, random_split_labels, write_mmrec_folder
 
 MODALITIES = {"image": "image_feat.npy", "text": "text_feat.npy"}
 DEFAULT_SEED = 2024
 _CHUNK_USERS = 1024
-
-
-class SynthConfigError(ValueError):
-    """Generator parameters that cannot produce a dataset."""
 
 
 @dataclass(frozen=True)
