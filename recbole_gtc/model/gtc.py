@@ -132,10 +132,11 @@ class GTC(GeneralRecommender):
         self.user_graph = user_user_graph(
             users, items, self.n_users, self.n_items, k=self.user_graph_k, cache_dir=self.graph_cache_dir
         )
-        # This epoch's padded neighbour lists (U, k), re-drawn by on_epoch_start.
+        # This epoch's padded neighbour lists (U, k), re-drawn by on_epoch_start. Persistent:
+        # predictions depend on them, so the best checkpoint must hold the best epoch's draw.
         k = self.user_graph_k
-        self.register_buffer("user_nb_index", torch.zeros(self.n_users, k, dtype=torch.long), persistent=False)
-        self.register_buffer("user_nb_weight", torch.zeros(self.n_users, k), persistent=False)
+        self.register_buffer("user_nb_index", torch.zeros(self.n_users, k, dtype=torch.long))
+        self.register_buffer("user_nb_weight", torch.zeros(self.n_users, k))
         self.on_epoch_start(0)
 
     def modality_weights(self):
