@@ -14,7 +14,13 @@ PROPERTIES_DIR = os.path.join(REPO_ROOT, "properties")
 DEFAULT_DATA_PATH = os.path.join(REPO_ROOT, "dataset")
 
 #: Models this package implements: name -> module under recbole_gtc.model.
-_PLUGIN_MODELS = {"GTC": "recbole_gtc.model.gtc"}
+_PLUGIN_MODELS = {
+    "GTC": "recbole_gtc.model.gtc",
+    "DRAGON": "recbole_gtc.model.dragon",
+    "FREEDOM": "recbole_gtc.model.freedom",
+    "LGMRec": "recbole_gtc.model.lgmrec",
+    "VBPR": "recbole_gtc.model.vbpr",
+}
 
 #: MMRec datasets users bring themselves (their files cannot be bundled).
 MMREC_DATASETS = ("baby", "sports", "clothing", "elec")

@@ -1,0 +1,156 @@
+"""What the multi-modal baselines (DRAGON, FREEDOM, LGMRec, VBPR) share.
+
+* :class:`MultiModalRecommender`: a RecBole ``GeneralRecommender`` that reads the
+  dataset's modality features (raising :class:`RecboleGTCError` when there are none),
+  checks its config keys, and scores from representations computed **once per
+  evaluation in eval mode** (invalidated by ``train()``/``load_state_dict()``, as in
+  GTC), never from embeddings cached by the last training batch.
+* Graph helpers over the training split: the binary interaction matrix, the
+  symmetric-normalised user-item adjacency (shared with GTC, ``bipartite.py``) and the
+  item kNN graph of the raw features (shared with GTC, ``graphs.py``: chunked, never a
+  dense ``I x I``), padded so that row/column 0 (RecBole's padding item) has no edges.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from recbole.model.abstract_recommender import GeneralRecommender
+from recbole.utils import InputType
+
+from recbole_gtc.model.graphs import item_item_graph
+from recbole_gtc.utils import RecboleGTCError
+
+
+class MultiModalRecommender(GeneralRecommender):
+    """Base class: subclasses implement :meth:`compute_embeddings` and ``calculate_loss``.
+
+    Attributes:
+        modalities (list of str): modality names, in the dataset YAML's order.
+    """
+
+    input_type = InputType.PAIRWISE
+    #: Config keys the model needs (each must be set, by the model YAML or the user).
+    required_keys = ()
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        feats = getattr(dataset, "modality_feats", None)
+        name = type(self).__name__
+        if not feats:
+            raise RecboleGTCError(
+                f"{name} needs item modality features: dataset '{config['dataset']}' has no 'modalities' in its YAML"
+            )
+        missing = [k for k in self.required_keys if config[k] is None]
+        if missing:
+            raise RecboleGTCError(f"{name} config is missing {missing} (see properties/model/{name}.yaml)")
+        for key in self.required_keys:
+            setattr(self, key, config[key])
+        self.modalities = list(feats)
+        self.seed = int(config["seed"] or 0)
+        self._eval_cache = None
+
+    # ------------------------------------------------------------------ graphs
+    @staticmethod
+    def training_pairs(dataset):
+        """``(users, items)`` int64 arrays of the training interactions (the dataset the model is built with)."""
+        return dataset.inter_feat[dataset.uid_field].numpy(), dataset.inter_feat[dataset.iid_field].numpy()
+
+    def interaction_matrix(self, dataset):
+        """Binary training matrix ``R``, scipy CSR ``(n_users, n_items)``; duplicates count once."""
+        users, items = self.training_pairs(dataset)
+        r = sp.csr_matrix((np.ones(len(users), dtype=np.float32), (users, items)), shape=(self.n_users, self.n_items))
+        r.sum_duplicates()
+        r.data[:] = 1.0
+        return r
+
+    def modality_weights(self, image_weight):
+        """Item-graph weight per modality, MMRec's ``mm_image_weight`` rule generalised.
+
+        Two modalities image + text: image ``w``, text ``1 - w`` (as released). Any other
+        set: ``image`` (when present, with others) gets ``w`` and the other modalities share
+        ``1 - w`` equally; without an ``image`` modality all get ``1/M``.
+        """
+        mods = self.modalities
+        if len(mods) == 1:
+            return {mods[0]: 1.0}
+        if "image" not in mods:
+            return {m: 1.0 / len(mods) for m in mods}
+        if not 0.0 <= float(image_weight) <= 1.0:
+            raise RecboleGTCError(f"mm_image_weight must be in [0, 1], got {image_weight}")
+        rest = (1.0 - float(image_weight)) / (len(mods) - 1)
+        return {m: float(image_weight) if m == "image" else rest for m in mods}
+
+    def item_knn_graph(self, feats, k, weights, chunk_size=1024, cache_dir=None):
+        """``S = sum_m weights[m] * kNN_k(X_m)`` over real items, as a sparse ``(n_items, n_items)``.
+
+        Every kept edge of modality m weighs ``weights[m] / k`` (MMRec's ``D^-1/2 A D^-1/2``
+        of a graph whose rows all have k entries). Row and column 0 (padding) are empty.
+
+        Args:
+            feats (dict): modality -> ``(n_items, D_m)`` raw features (row 0 padding).
+        """
+        s = item_item_graph({m: feats[m][1:] for m in self.modalities}, k, weights,
+                            chunk_size=chunk_size, cache_dir=cache_dir)
+        return torch.sparse_coo_tensor(s.indices() + 1, s.values(), (self.n_items, self.n_items)).coalesce()
+
+    # ------------------------------------------------------------------ evaluation
+    def compute_embeddings(self):
+        """``(user (n_users, D), item (n_items, D))`` final representations for scoring."""
+        raise NotImplementedError
+
+    def train(self, mode=True):
+        # Any switch between training and evaluation invalidates the evaluation embeddings.
+        self._eval_cache = None
+        return super().train(mode)
+
+    def load_state_dict(self, *args, **kwargs):
+        self._eval_cache = None
+        return super().load_state_dict(*args, **kwargs)
+
+    def _eval_embeddings(self):
+        if self.training:
+            raise RuntimeError(f"{type(self).__name__} scores are computed in eval mode (call model.eval() first)")
+        if self._eval_cache is None:
+            with torch.no_grad():
+                self._eval_cache = self.compute_embeddings()
+        return self._eval_cache
+
+    def predict(self, interaction):
+        users, items = self._eval_embeddings()
+        return (users[interaction[self.USER_ID]] * items[interaction[self.ITEM_ID]]).sum(-1)
+
+    def full_sort_predict(self, interaction):
+        users, items = self._eval_embeddings()
+        return users[interaction[self.USER_ID]] @ items.T
+
+
+def sparse_from_scipy(matrix):
+    """scipy sparse -> coalesced float32 torch sparse COO of the same shape."""
+    coo = matrix.tocoo()
+    index = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+    return torch.sparse_coo_tensor(index, torch.from_numpy(coo.data.astype(np.float32)), coo.shape).coalesce()
+
+
+def lightgcn_mean(adj, x, n_layers):
+    """LightGCN's layer combination: ``mean(x, A x, ..., A^L x)``.
+
+    Args:
+        adj (Tensor): sparse ``(N, N)``.
+        x (Tensor): ``(N, d)``.
+        n_layers (int): L.
+
+    Returns:
+        Tensor: ``(N, d)``.
+    """
+    out, h = x, x
+    for _ in range(n_layers):
+        h = torch.sparse.mm(adj, h)
+        out = out + h
+    return out / (n_layers + 1)
+
+
+def power_propagate(adj, x, n_layers):
+    """``A^L x`` (the last layer only, as MMRec's item-graph and modality-graph steps)."""
+    for _ in range(n_layers):
+        x = torch.sparse.mm(adj, x)
+    return x
