@@ -186,3 +186,58 @@ def test_propagate_equals_loop():
     torch.testing.assert_close(out, expected)
     out.sum().backward()
     assert h.grad.abs().sum() > 0
+
+
+# ----------------------------------------------------------------- corrupt caches are rebuilt
+
+
+def _corrupt(path, how):
+    data = path.read_bytes()
+    if how == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "empty":
+        path.write_bytes(b"")
+    else:  # flip bytes in the middle: same size, readable container, wrong content
+        middle = len(data) // 2
+        path.write_bytes(data[:middle] + bytes(b ^ 0xFF for b in data[middle:middle + 16]) + data[middle + 16:])
+
+
+@pytest.mark.parametrize("how", ["truncate", "empty", "flip"])
+def test_corrupt_item_graph_cache_is_rebuilt_and_rewritten(tmp_path, monkeypatch, how):
+    feats, weights = _modalities(), {"image": 0.1, "text": 0.9}
+    fresh = item_item_graph(feats, 4, weights, cache_dir=str(tmp_path)).to_dense()
+    (cache,) = tmp_path.glob("item_graph_*.pt")
+    _corrupt(cache, how)
+    calls = []
+    real = graphs.knn_graph
+    monkeypatch.setattr(graphs, "knn_graph", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    rebuilt = item_item_graph(feats, 4, weights, cache_dir=str(tmp_path))
+    assert len(calls) == 2, "a corrupt cache file must not be trusted"
+    assert torch.equal(rebuilt.to_dense(), fresh)
+    assert [p.name for p in tmp_path.iterdir()] == [cache.name]  # rewritten in place, no temp file left
+    again = item_item_graph(feats, 4, weights, cache_dir=str(tmp_path))
+    assert len(calls) == 2 and torch.equal(again.to_dense(), fresh)  # the rewritten file is a hit
+
+
+@pytest.mark.parametrize("how", ["truncate", "empty", "flip"])
+def test_corrupt_user_graph_cache_is_rebuilt_and_rewritten(tmp_path, monkeypatch, how):
+    users, items = np.array(TRAIN).T
+    fresh = _lists(user_user_graph(users, items, 5, 6, k=3, cache_dir=str(tmp_path)))
+    (cache,) = tmp_path.glob("user_graph_*.npz")
+    _corrupt(cache, how)
+    calls = []
+    real = graphs._top_neighbours
+    monkeypatch.setattr(graphs, "_top_neighbours", lambda *a: calls.append(1) or real(*a))
+    assert _lists(user_user_graph(users, items, 5, 6, k=3, cache_dir=str(tmp_path))) == fresh
+    assert len(calls) == 1, "a corrupt cache file must not be trusted"
+    assert [p.name for p in tmp_path.iterdir()] == [cache.name]
+    assert _lists(user_user_graph(users, items, 5, 6, k=3, cache_dir=str(tmp_path))) == fresh
+    assert len(calls) == 1  # the rewritten file is a hit
+
+
+def test_user_graph_cache_key_covers_k_and_sizes(tmp_path):
+    users, items = np.array(TRAIN).T
+    for k, n_users, n_items in [(2, 5, 6), (3, 5, 6), (2, 6, 6), (2, 5, 7)]:
+        graph = user_user_graph(users, items, n_users, n_items, k=k, cache_dir=str(tmp_path))
+        assert graph.n_users == n_users and graph.k == k
+    assert len(list(tmp_path.glob("user_graph_*.npz"))) == 4

@@ -7,10 +7,14 @@
   (scipy sparse, diagonal removed); each user keeps its top-k co-interacting users.
   :meth:`UserGraph.sample` pads short neighbour lists once per epoch, as DRAGON does.
 
-Both graphs can be cached on disk under a sha1 of everything that changes them.
+Both graphs can be cached on disk under a sha1 of everything that changes them. A cache
+file also stores a sha1 of its own arrays; one that cannot be read, fails that check or
+does not fit the graph (a truncated or corrupt file) is never trusted: it is rebuilt and
+atomically rewritten.
 """
 
 import hashlib
+import logging
 import os
 
 import numpy as np
@@ -18,8 +22,34 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-_ITEM_GRAPH_VERSION = "item-graph-v1"
-_USER_GRAPH_VERSION = "user-graph-v1"
+_ITEM_GRAPH_VERSION = "item-graph-v2"  # v2: the file carries a checksum of its arrays
+_USER_GRAPH_VERSION = "user-graph-v2"
+
+
+def _arrays_sha1(*arrays):
+    """sha1 of the arrays' dtypes, shapes and bytes (numpy or CPU tensors)."""
+    digest = hashlib.sha1()
+    for array in arrays:
+        array = np.ascontiguousarray(array.numpy() if isinstance(array, torch.Tensor) else array)
+        digest.update(repr((str(array.dtype), array.shape)).encode())
+        digest.update(array.data)
+    return digest.hexdigest()
+
+
+def _distrust(path, reason):
+    logging.getLogger(__name__).warning(f"{path}: cached graph not used ({reason}); rebuilding it")
+
+
+def _atomic_write(path, write):
+    """``write(tmp)`` then rename onto ``path``: a reader never sees a partial file."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def _topk_mask(scores, k):
@@ -102,8 +132,9 @@ def item_item_graph(features, k, weights, chunk_size=1024, cache_dir=None):
     if cache_dir is not None:
         path = os.path.join(cache_dir, f"item_graph_{_item_graph_key(features, k, weights)}.pt")
         if os.path.exists(path):
-            cached = torch.load(path, weights_only=True)
-            return torch.sparse_coo_tensor(cached["indices"], cached["values"], (n, n), check_invariants=True).coalesce()
+            cached = _load_item_graph(path, n)
+            if cached is not None:
+                return cached
 
     graph = None
     for name in sorted(features):  # a fixed order makes the float sums reproducible
@@ -112,11 +143,26 @@ def item_item_graph(features, k, weights, chunk_size=1024, cache_dir=None):
     graph = graph.coalesce()
 
     if path is not None:
-        os.makedirs(cache_dir, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        torch.save({"indices": graph.indices().cpu(), "values": graph.values().cpu()}, tmp)
-        os.replace(tmp, path)  # atomic: a concurrent reader never sees a partial file
+        indices, values = graph.indices().cpu(), graph.values().cpu()
+        record = {"indices": indices, "values": values, "sha1": _arrays_sha1(indices, values)}
+        _atomic_write(path, lambda tmp: torch.save(record, tmp))
     return graph
+
+
+def _load_item_graph(path, n):
+    """The cached ``(n, n)`` graph, or ``None`` when the file is unreadable, corrupt or does not fit."""
+    try:
+        cached = torch.load(path, weights_only=True)
+        indices, values = cached["indices"], cached["values"]
+        if _arrays_sha1(indices, values) != cached["sha1"]:
+            return _distrust(path, "checksum mismatch")
+        if indices.dim() != 2 or indices.shape[0] != 2 or values.shape != (indices.shape[1],):
+            return _distrust(path, "wrong shapes")
+        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= n):
+            return _distrust(path, "indices out of range")
+        return torch.sparse_coo_tensor(indices, values, (n, n), check_invariants=True).coalesce()
+    except Exception as err:  # any unreadable file (truncated zip, wrong pickle, ...) is rebuilt
+        return _distrust(path, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
 
 
 class UserGraph:
@@ -254,13 +300,37 @@ def user_user_graph(users, items, n_users, n_items, k=40, cache_dir=None):
         digest.update(r.indices.astype(np.int64).data)
         path = os.path.join(cache_dir, f"user_graph_{digest.hexdigest()}.npz")
         if os.path.exists(path):
-            with np.load(path) as cached:
-                return UserGraph(cached["indptr"], cached["indices"], cached["counts"], k)
+            cached = _load_user_graph(path, n_users, k)
+            if cached is not None:
+                return cached
 
     indptr, indices, counts = _top_neighbours(r, k)
     if path is not None:
-        os.makedirs(cache_dir, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp.npz"
-        np.savez(tmp, indptr=indptr, indices=indices, counts=counts)
-        os.replace(tmp, path)  # atomic: a concurrent reader never sees a partial file
+        sha1 = np.array(_arrays_sha1(indptr, indices, counts))
+
+        def write(tmp):
+            with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a name
+                np.savez(f, indptr=indptr, indices=indices, counts=counts, sha1=sha1)
+
+        _atomic_write(path, write)
     return UserGraph(indptr, indices, counts, k)
+
+
+def _load_user_graph(path, n_users, k):
+    """The cached graph, or ``None`` when the file is unreadable, corrupt or does not fit."""
+    try:
+        with np.load(path, allow_pickle=False) as cached:
+            indptr, indices, counts = cached["indptr"], cached["indices"], cached["counts"]
+            sha1 = str(cached["sha1"])
+        if _arrays_sha1(indptr, indices, counts) != sha1:
+            return _distrust(path, "checksum mismatch")
+        ok = (
+            indptr.shape == (n_users + 1,) and indptr[0] == 0 and np.all(np.diff(indptr) >= 0)
+            and indptr[-1] == len(indices) == len(counts)
+            and (indices.size == 0 or (indices.min() >= 0 and indices.max() < n_users))
+        )
+        if not ok:
+            return _distrust(path, "does not fit the training data")
+        return UserGraph(indptr, indices, counts, k)
+    except Exception as err:  # any unreadable file (truncated zip, missing array, ...) is rebuilt
+        return _distrust(path, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
