@@ -207,3 +207,66 @@ def test_random_split_labels_per_user(size):
         n_eval = 0 if size < 3 else max(1, int(np.floor(size / 10 + 0.5)))
         n_test = 1 if size == 2 else n_eval
         assert counts.tolist() == [size - n_eval - n_test, n_eval, n_test]
+
+
+# ----------------------------------------------------------------- duplicates and leaked pairs
+
+LEAKED = ROWS + [(0, 0, 2), (1, 1, 2), (2, 1, 0)]  # u0 i0 and u1 i1: train and test; u2 i1: valid and train
+
+
+def test_pairs_in_several_splits_are_refused_naming_splits_and_counts(src, tmp_path):
+    write_inter(src, LEAKED)
+    with pytest.raises(DatasetImportError) as info:
+        import_mmrec(src, NAME, out_dir=tmp_path / "out", quiet=True)
+    message = str(info.value)
+    assert message.startswith(f"{src / (NAME + '.inter')}: 3 (user, item) pair(s) appear in more than one split "
+                              "(train+test: 2, train+valid: 1; e.g. user 0 item 0 in train+test)")
+    assert "--drop-leaked" in message and "\n" not in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_drop_leaked_keeps_each_pair_in_its_earliest_split_and_reports(src, tmp_path, capsys):
+    write_inter(src, LEAKED)
+    out = tmp_path / "out"
+    stats = import_mmrec(src, NAME, out_dir=out, quiet=True, drop_leaked=True)
+    assert stats["cross_split_pairs_removed"] == {"train+test": 2, "train+valid": 1}
+    assert "removed 3 row(s) from the later split(s)" in capsys.readouterr().err
+    split_pairs = {split: set(zip(*[read_atomic(out / f"{NAME}.{split}.inter")[c]
+                                    for c in ("user_id:token", "item_id:token")]))
+                   for split in ("train", "valid", "test")}
+    assert not split_pairs["train"] & split_pairs["valid"]
+    assert not split_pairs["train"] & split_pairs["test"]
+    assert not split_pairs["valid"] & split_pairs["test"]
+    assert {(0, 0), (1, 1), (2, 1)} <= split_pairs["train"]
+    # train gains u2 i1 (its valid copy is dropped); the test copies of u0 i0 and u1 i1 are dropped
+    assert stats["splits"]["train"]["interactions"] == 7
+    assert stats["splits"]["valid"] == {"users": 2, "items": 2, "interactions": 2}
+    assert stats["splits"]["test"] == EXPECTED["test"]
+
+
+def test_duplicates_within_a_split_are_removed_and_reported(src, tmp_path, capsys):
+    write_inter(src, ROWS + [(0, 0, 0), (0, 0, 0), (1, 5, 2)])
+    stats = import_mmrec(src, NAME, out_dir=tmp_path / "out", quiet=True)
+    assert stats["duplicates_removed"] == {"train": 2, "test": 1}
+    assert stats["splits"] == EXPECTED and stats["total"] == EXPECTED_TOTAL
+    assert "removed 3 duplicate (user, item) row(s) within a split (train 2, test 1)" in capsys.readouterr().err
+
+
+CLI_CASES = dict(BROKEN, **{
+    "pairs in several splits": (_rows(LEAKED), f"{NAME}.inter"),
+    "valid and test share a pair": (_rows(ROWS + [(0, 3, 2)]), f"{NAME}.inter"),
+})
+
+
+@pytest.mark.parametrize("case", list(CLI_CASES))
+def test_cli_catalogue_exit_2_one_error_line(src, tmp_path, capsys, case):
+    """Every broken folder through the command's main(): exit 2, one `error:` line naming the file."""
+    from recbole_gtc.prepare.__main__ import main
+
+    breaker, fname = CLI_CASES[case]
+    breaker(src)
+    assert main(["mmrec", str(src), "--dataset", NAME, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fname in lines[0], err
+    assert "Traceback" not in err

@@ -25,6 +25,9 @@ def _parser():
     mmrec.add_argument("src_dir", help="the MMRec folder")
     mmrec.add_argument("--dataset", required=True, help="dataset name (NAME.inter in SRC_DIR)")
     mmrec.add_argument("--out", default=None, help="output folder (default: <repo>/dataset/NAME)")
+    mmrec.add_argument("--drop-leaked", action="store_true",
+                       help="keep a (user, item) pair found in several splits only in its earliest split "
+                            "(default: refuse the folder)")
 
     synth = sub.add_parser("synthetic", help="generate the planted synthetic multi-modal dataset")
     synth.add_argument("--dataset", required=True, help="dataset name (synth-mm is the committed one)")
@@ -45,7 +48,8 @@ def _parser():
 def _run(args, argv):
     if args.command == "mmrec":
         command = "python -m recbole_gtc.prepare " + shlex.join(argv)
-        import_mmrec(args.src_dir, args.dataset, out_dir=args.out, provenance=[f"Written by: {command}"])
+        import_mmrec(args.src_dir, args.dataset, out_dir=args.out, provenance=[f"Written by: {command}"],
+                     drop_leaked=args.drop_leaked)
     elif args.command == "synthetic":
         build_synthetic(args.dataset, preset=args.preset, out_dir=args.out, keep_raw=args.keep_raw,
                         users=args.users, items=args.items, image_dim=args.image_dim,

@@ -92,6 +92,55 @@ def _check_labels_present(df, path, context):
             raise DatasetImportError(f"{path}: no {split} rows (x_label={label}){context}")
 
 
+def drop_duplicate_rows(df):
+    """Keep the first row of each (user, item) pair within a split; return (kept, {split: n_removed})."""
+    dup = df.duplicated(subset=["userID", "itemID", "x_label"], keep="first")
+    removed = {split: int((dup & (df["x_label"] == label)).sum()) for label, split in enumerate(SPLITS)}
+    return df[~dup].reset_index(drop=True), {k: v for k, v in removed.items() if v}
+
+
+def cross_split_pairs(df):
+    """(user, item) pairs found in more than one split: ({"train+test": n, ...}, first example row)."""
+    labels = df.groupby(["userID", "itemID"])["x_label"].agg(lambda x: tuple(sorted(set(x))))
+    shared = labels[labels.map(len) > 1]
+    counts = {}
+    for combo in shared:
+        key = "+".join(SPLITS[label] for label in combo)
+        counts[key] = counts.get(key, 0) + 1
+    example = None
+    if len(shared):
+        (user, item), combo = next(iter(shared.items()))
+        example = (int(user), int(item), "+".join(SPLITS[label] for label in combo))
+    return dict(sorted(counts.items())), example
+
+
+def drop_leaked_rows(df):
+    """Keep each cross-split pair only in its earliest split (train, then valid); return (kept, n_removed)."""
+    first = df.groupby(["userID", "itemID"])["x_label"].transform("min")
+    keep = df["x_label"] == first
+    return df[keep].reset_index(drop=True), int((~keep).sum())
+
+
+def _check_splits_disjoint(df, path, drop_leaked):
+    """Refuse (or, with ``drop_leaked``, repair and report) pairs shared by several splits."""
+    counts, example = cross_split_pairs(df)
+    if not counts:
+        return df, {}
+    listing = ", ".join(f"{combo}: {n}" for combo, n in counts.items())
+    total = sum(counts.values())
+    user, item, combo = example
+    if not drop_leaked:
+        raise DatasetImportError(
+            f"{path}: {total} (user, item) pair(s) appear in more than one split ({listing}; e.g. user {user} "
+            f"item {item} in {combo}), so evaluation would score pairs the model trained on; fix the split, "
+            f"or import with --drop-leaked to keep each such pair only in its earliest split (train, then valid)"
+        )
+    df, n_removed = drop_leaked_rows(df)
+    print(f"warning: {path}: {total} (user, item) pair(s) appeared in more than one split ({listing}); "
+          f"removed {n_removed} row(s) from the later split(s)", file=sys.stderr)
+    return df, counts
+
+
 def drop_cold_eval_rows(df):
     """Drop valid/test rows of users that have no training row; return (kept, n_dropped)."""
     train_users = df.loc[df["x_label"] == 0, "userID"].unique()
@@ -151,6 +200,12 @@ def format_stats(stats):
         lines.append(f"{split:<8}{c['users']:>10,}{c['items']:>10,}{c['interactions']:>14,}")
     lines.append(f"items with a feature row: {stats['n_items']:,}; "
                  f"dropped valid/test rows of users without training rows: {stats['dropped_eval_rows']:,}")
+    if stats.get("duplicates_removed"):
+        lines.append("removed duplicate rows within a split: "
+                     + ", ".join(f"{k} {v:,}" for k, v in stats["duplicates_removed"].items()))
+    if stats.get("cross_split_pairs_removed"):
+        lines.append("pairs that were in several splits, kept in the earliest only: "
+                     + ", ".join(f"{k} {v:,}" for k, v in stats["cross_split_pairs_removed"].items()))
     lines.append("features: " + ", ".join(f"{m} {r:,} x {d}" for m, (r, d) in stats["features"].items()))
     if stats["published"]:
         lines.append(f"{'':<14}{'found':>12}{'published':>12}")
@@ -195,7 +250,8 @@ def _write_outputs(out, name, df, n_items, feats, modalities, provenance):
     _write_yaml(out / f"{name}.yaml", modalities, provenance)
 
 
-def import_mmrec(src_dir, name, out_dir=None, modalities=None, known_stats=True, provenance=None, quiet=False):
+def import_mmrec(src_dir, name, out_dir=None, modalities=None, known_stats=True, provenance=None, quiet=False,
+                 drop_leaked=False):
     """Validate the MMRec folder ``src_dir`` and write dataset ``name`` for RecBole.
 
     ``modalities`` maps modality names to ``.npy`` file names in ``src_dir``
@@ -203,6 +259,12 @@ def import_mmrec(src_dir, name, out_dir=None, modalities=None, known_stats=True,
     ``<repo>/dataset/<name>``; ``provenance`` are comment lines for the YAML
     (default: the equivalent CLI command). Prints the statistics unless ``quiet``
     and returns them as a dict. Raises :class:`DatasetImportError`.
+
+    Duplicate (user, item) rows within a split are removed (first kept) and reported on
+    stderr. A pair in more than one split (a validation or test pair that is also trained
+    on, or one in both valid and test) is refused, naming the splits and counts, unless
+    ``drop_leaked``: then each such pair is kept only in its earliest split (train, then
+    valid) and the removal is reported. Either way no evaluation pair stays in training.
     """
     src = Path(src_dir)
     modalities = dict(modalities or DEFAULT_MODALITIES)
@@ -216,9 +278,17 @@ def import_mmrec(src_dir, name, out_dir=None, modalities=None, known_stats=True,
     _check_inter(df, inter_path)
     n_items = int(df["itemID"].max()) + 1
     feats = _load_features(src, modalities, n_items, inter_path)
+    df, duplicates = drop_duplicate_rows(df)
+    if duplicates:
+        listing = ", ".join(f"{split} {n}" for split, n in duplicates.items())
+        print(f"warning: {inter_path}: removed {sum(duplicates.values())} duplicate (user, item) row(s) within a "
+              f"split ({listing}); each pair is kept once", file=sys.stderr)
+    df, leaked = _check_splits_disjoint(df, inter_path, drop_leaked)
     df, n_dropped = drop_cold_eval_rows(df)
     _check_labels_present(df, inter_path, " after dropping valid/test rows of users without training rows")
     stats = _compute_stats(df, name, n_items, n_dropped, feats, known_stats)
+    stats["duplicates_removed"] = duplicates
+    stats["cross_split_pairs_removed"] = leaked
     if provenance is None:
         provenance = [f"Written by: python -m recbole_gtc.prepare mmrec {src} --dataset {name}"]
     _write_outputs(out, name, df, n_items, feats, modalities, provenance)
