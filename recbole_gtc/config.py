@@ -55,6 +55,24 @@ class MMConfig(Config):
             cmd_config_dict[key] = value
         return self._convert_config_dict(cmd_config_dict)
 
+    # RecBole's Config checks some values while it is built and raises Python errors
+    # (ValueError, TypeError, NotImplementedError, ...) for bad ones. The keys it checks are
+    # validated first (recbole_gtc.validation), and whatever it still raises becomes one line.
+    def _set_default_parameters(self):
+        from recbole_gtc.validation import check_before_recbole
+
+        check_before_recbole(self.final_config_dict, self.external_config_dict, self.model)
+        _one_line_errors(super()._set_default_parameters)
+
+    def _init_device(self):
+        _one_line_errors(super()._init_device)
+
+    def _set_train_neg_sample_args(self):
+        _one_line_errors(super()._set_train_neg_sample_args)
+
+    def _set_eval_neg_sample_args(self, phase):
+        _one_line_errors(super()._set_eval_neg_sample_args, phase)
+
     def _load_config_files(self, file_list):
         try:
             return super()._load_config_files(file_list)
@@ -80,3 +98,14 @@ class MMConfig(Config):
             if i == 2 and layer:
                 # RecBole prints dataset keys under "Dataset Hyper Parameters".
                 self.parameters["Dataset"] += [k for k in layer if k not in self.parameters["Dataset"]]
+
+
+def _one_line_errors(check, *args):
+    """Run one of RecBole's config checks; its Python errors become one-line RecboleGTCErrors."""
+    try:
+        return check(*args)
+    except RecboleGTCError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, NotImplementedError, RuntimeError, AssertionError) as err:
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RecboleGTCError(f"configuration rejected by RecBole: {text}") from None

@@ -10,6 +10,7 @@ from recbole.utils import init_logger, init_seed, set_color
 from recbole_gtc.config import MMConfig
 from recbole_gtc.data import create_dataset, data_preparation
 from recbole_gtc.utils import get_model, get_trainer
+from recbole_gtc.validation import validate_config
 
 SUMMARY_METRICS = ("recall@20", "ndcg@20")
 
@@ -33,6 +34,7 @@ def run_recbole_gtc(model, dataset, config_file_list=None, config_dict=None, sav
         ``best_valid_result``, ``test_result`` (metric -> value) and ``summary`` (one line).
     """
     config = MMConfig(model, dataset, config_file_list, config_dict, cmd_args=cmd_args or [])
+    validate_config(config)  # unknown keys and bad values (recbole_gtc.validation)
     init_seed(config["seed"], config["reproducibility"])
     # RecBole's init_seed only pins cuDNN. On CPU the backward of advanced indexing
     # (index_put with accumulate) is multi-threaded and not bitwise reproducible, so

@@ -80,3 +80,29 @@ def test_missing_feature_file(tmp_path):
 def test_missing_dataset_points_to_the_import_command(tmp_path):
     with pytest.raises(RecboleGTCError, match="python -m recbole_gtc.prepare mmrec SRC --dataset baby"):
         _load(tmp_path, "baby")
+
+
+def test_a_saved_recbole_dataset_is_never_loaded_implicitly(tmp_path):
+    """RecBole would load <checkpoint_dir>/<name>-Dataset.pth whenever it exists (keyed by
+    dataset keys only): a stale copy after the files changed, or a truncated one, would
+    be trusted. Here the files are always read."""
+    splits = random_splits(N_USERS, N_ITEMS)
+    write_dataset(tmp_path, "plain", splits, {}, N_ITEMS)  # no modalities: RecBole's Dataset
+    first = _load(tmp_path, "plain", save_dataset=True)
+    (saved,) = (tmp_path / "saved").glob("plain-Dataset.pth")
+    assert first.inter_num == N_USERS * 8
+
+    splits["train"].append((0, N_ITEMS - 1) if (0, N_ITEMS - 1) not in splits["train"] else (1, N_ITEMS - 1))
+    write_dataset(tmp_path, "plain", splits, {}, N_ITEMS)
+    assert _load(tmp_path, "plain").inter_num == N_USERS * 8 + 1  # the changed files, not the pickle
+
+    saved.write_bytes(saved.read_bytes()[:100])  # truncated
+    assert _load(tmp_path, "plain").inter_num == N_USERS * 8 + 1
+
+
+def test_an_unreadable_explicit_dataset_save_path_is_one_line(tmp_path):
+    write_dataset(tmp_path, "plain", random_splits(N_USERS, N_ITEMS), {}, N_ITEMS)
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"\x80\x04truncated")
+    with pytest.raises(RecboleGTCError, match=r"bad.pth: saved dataset cannot be read .*; delete it or unset"):
+        _load(tmp_path, "plain", dataset_save_path=str(bad))

@@ -1,14 +1,18 @@
 """Dataset and dataloader construction: RecBole's, with multi-modal datasets and the evaluation protocol."""
 
 import os
+import pickle
 from logging import getLogger
 
 from recbole.data import create_dataset as recbole_create_dataset
+from recbole.data.dataset import Dataset
 from recbole.data.utils import create_samplers as recbole_create_samplers
 from recbole.data.utils import get_dataloader
 from recbole.utils import ModelType, set_color
 
+from recbole_gtc.data.atomic import check_dataset_folder
 from recbole_gtc.data.dataset import MultiModalDataset
+from recbole_gtc.data.features import first_line
 from recbole_gtc.data.sampler import MMRecSampler
 from recbole_gtc.utils import MMREC_DATASETS, RecboleGTCError
 
@@ -36,12 +40,36 @@ def check_dataset_present(config):
 def create_dataset(config):
     """A :class:`MultiModalDataset` when the config names ``modalities``, else RecBole's choice."""
     check_dataset_present(config)
+    check_dataset_folder(config)
     if config["modalities"]:
         dataset = MultiModalDataset(config)
         if config["save_dataset"]:
             dataset.save()
         return dataset
-    return recbole_create_dataset(config)
+    return _general_dataset(config)
+
+
+def _general_dataset(config):
+    """RecBole's :class:`Dataset`, built from the files.
+
+    RecBole's ``create_dataset`` first loads ``<checkpoint_dir>/<dataset>-Dataset.pth``
+    (written by ``save_dataset``) whenever it exists and its dataset keys match, even when
+    the data files changed since (its key ignores them) or the pickle is truncated; that
+    implicit cache is never read here. An explicit ``dataset_save_path`` is loaded with
+    RecBole's rule, and an unreadable one is an error naming it.
+    """
+    if config["dataset_save_path"]:
+        try:
+            return recbole_create_dataset(config)
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, ValueError) as err:
+            raise RecboleGTCError(
+                f"{config['dataset_save_path']}: saved dataset cannot be read ({first_line(err)}); "
+                f"delete it or unset dataset_save_path"
+            ) from None
+    dataset = Dataset(config)
+    if config["save_dataset"]:
+        dataset.save()
+    return dataset
 
 
 def create_samplers(config, dataset, built_datasets):

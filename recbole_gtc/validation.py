@@ -1,0 +1,501 @@
+"""Configuration validation: every key has a type and an allowed range, checked before any work.
+
+:func:`validate_config` checks a built :class:`~recbole_gtc.config.MMConfig`:
+
+* **unknown keys** given by the user (``--config_files``, ``config_dict``, ``--KEY=VALUE``)
+  are an **error** naming the closest known key, e.g.
+  ``unknown key 'learning_rat' (did you mean 'learning_rate'?)``. A key is known when
+  RecBole knows it (its property YAMLs, its argument lists and the keys its code reads),
+  when this package knows it (``properties/``, any model YAML there, :data:`SCHEMA`), or
+  when the dataset's YAML sets it. An error rather than a warning: a misspelt key would
+  otherwise train with the default and publish a number for a configuration nobody ran.
+* **values**: each key of :data:`SCHEMA` that the configuration holds is checked
+  against its rule, ``"*"`` (RecBole's common keys and this package's) for every model,
+  plus the model's own entry; a bad value is ``<key>=<value>: <what is allowed>``.
+* a few **cross-key** rules (``valid_metric`` among ``metrics`` x ``topk``, GTC's
+  ``beta_start < beta_end``, ``eval_timestep < noise_steps``).
+
+Every problem is a :class:`~recbole_gtc.errors.RecboleGTCError` with a one-line message;
+the runner prints ``error: <message>`` and exits 2.
+
+Adding a model's keys: add ``SCHEMA["NAME"] = {key: rule, ...}`` (rules from the helpers
+below: :func:`integer`, :func:`number`, :func:`boolean`, :func:`choice`, ...), or reuse
+:data:`MMREC_KEYS`. Keys in a model YAML under ``properties/model/`` are known (not
+"unknown") even before they get a rule.
+"""
+
+import difflib
+import glob
+import math
+import os
+from functools import lru_cache
+
+import yaml
+
+from recbole_gtc.errors import RecboleGTCError
+from recbole_gtc.utils import PROPERTIES_DIR
+
+# --------------------------------------------------------------------------- rules
+# A rule is a function value -> None (allowed) or a phrase saying what is allowed.
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _range_phrase(low, high, low_open=False, high_open=False):
+    parts = []
+    if low is not None:
+        parts.append(f"{'>' if low_open else '>='} {low}")
+    if high is not None:
+        parts.append(f"{'<' if high_open else '<='} {high}")
+    return " and ".join(parts)
+
+
+def _in_range(value, low, high, low_open, high_open):
+    if low is not None and (value <= low if low_open else value < low):
+        return False
+    if high is not None and (value >= high if high_open else value > high):
+        return False
+    return True
+
+
+def _optional(rule, optional):
+    if not optional:
+        return rule
+
+    def check(value):
+        if value is None:
+            return None
+        problem = rule(value)
+        if problem is None or not problem.startswith("must"):
+            return problem
+        return f"{problem}, or ~ (null)"
+
+    return check
+
+
+def integer(low=None, high=None, optional=False):
+    """An int (not a bool) in ``[low, high]``; ``optional`` also allows ``None``."""
+    rng = _range_phrase(low, high)
+    phrase = f"must be an integer {rng}".rstrip()
+
+    def check(value):
+        if _is_int(value) and _in_range(value, low, high, False, False):
+            return None
+        return phrase
+
+    return _optional(check, optional)
+
+
+def number(low=None, high=None, low_open=False, high_open=False, optional=False):
+    """A finite int or float (not a bool) in the range; ``*_open`` excludes the bound."""
+    rng = _range_phrase(low, high, low_open, high_open)
+    phrase = f"must be a number {rng}".rstrip()
+
+    def check(value):
+        if _is_number(value) and _in_range(value, low, high, low_open, high_open):
+            return None
+        return phrase
+
+    return _optional(check, optional)
+
+
+def boolean(optional=False):
+    return _optional(lambda v: None if isinstance(v, bool) else "must be True or False", optional)
+
+
+def string(optional=False):
+    return _optional(lambda v: None if isinstance(v, str) and v else "must be a non-empty string", optional)
+
+
+def choice(*choices, optional=False, ignore_case=False):
+    allowed = " | ".join(str(c) for c in choices)
+    folded = {str(c).lower() for c in choices}
+
+    def check(value):
+        if ignore_case and isinstance(value, str) and value.lower() in folded:
+            return None
+        if not ignore_case and isinstance(value, (str, int, float)) and value in choices:
+            return None
+        return f"must be one of {allowed}"
+
+    return _optional(check, optional)
+
+
+def mapping(value_rule=None, optional=False):
+    def check(value):
+        if not isinstance(value, dict):
+            return "must be a mapping {name: value}"
+        if value_rule is not None:
+            for k, v in value.items():
+                problem = value_rule(v)
+                if problem is not None:
+                    return f"entry {k}={v!r} {problem}"
+        return None
+
+    return _optional(check, optional)
+
+
+def int_or_int_list(low=1):
+    phrase = f"must be an integer >= {low} or a non-empty list of them"
+
+    def check(value):
+        values = [value] if _is_int(value) else value
+        if isinstance(values, list) and values and all(_is_int(v) and v >= low for v in values):
+            return None
+        return phrase
+
+    return check
+
+
+def _metric_names():
+    from recbole.evaluator.register import metric_types
+
+    return metric_types
+
+
+def metrics_rule(value):
+    names = _metric_names()
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+        return "must be a metric name or a non-empty list of them (e.g. [Recall, NDCG])"
+    unknown = [v for v in values if v.lower() not in names]
+    if unknown:
+        return f"{unknown[0]!r} is not a RecBole metric (known: {', '.join(sorted(names))})"
+    kinds = {names[v.lower()] for v in values}
+    if len(kinds) > 1:
+        return "ranking metrics (Recall, NDCG, ...) and value metrics (AUC, RMSE, ...) cannot be mixed"
+    return None
+
+
+def _neg_sample_rule(value):
+    if value is None or value == "None":
+        return None
+    if not isinstance(value, dict):
+        return "must be a mapping {distribution: uniform|popularity, sample_num: N, ...} or ~"
+    distribution = value.get("distribution", "uniform")
+    if distribution not in ("uniform", "popularity", "none", None, "None"):
+        return "distribution must be uniform or popularity"
+    sample_num = value.get("sample_num", 1)
+    if sample_num != "none" and not (_is_int(sample_num) and sample_num >= 1):
+        return "sample_num must be an integer >= 1"
+    return None
+
+
+def _eval_args_rule(value):
+    if not isinstance(value, dict):
+        return "must be a mapping {split, group_by, order, mode}"
+    if value.get("order", "RO") not in ("RO", "TO"):
+        return "order must be RO or TO"
+    if value.get("group_by", "user") not in ("user", "none", None):
+        return "group_by must be user or none"
+    modes = value.get("mode", "full")
+    modes = modes.values() if isinstance(modes, dict) else [modes]
+    for mode in modes:
+        ok = isinstance(mode, str) and (
+            mode in ("full", "labeled") or (mode[:3] in ("uni", "pop") and mode[3:].isdigit() and int(mode[3:]) > 0)
+        )
+        if not ok:
+            return "mode must be full, labeled, uniN or popN (N >= 1), or {valid: ..., test: ...}"
+    return None
+
+
+def _state_rule(value):
+    if value is None or (isinstance(value, str) and value.lower() in ("info", "debug", "warning", "error", "critical")):
+        return None
+    return "must be one of INFO | DEBUG | WARNING | ERROR | CRITICAL"
+
+
+def _modalities_rule(value):
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not value:
+        return "must map modality names to .npy files, e.g. {image: image_feat.npy, text: text_feat.npy}"
+    for name, fname in value.items():
+        if not isinstance(fname, str) or not fname:
+            return f"entry {name}={fname!r} must be a .npy file name"
+    return None
+
+
+def _gpu_id_rule(value):
+    if _is_int(value) or isinstance(value, (str, tuple)):
+        return None
+    return "must be a GPU id such as 0 or '0,1'"
+
+
+def _seed_rule(value):
+    return None if _is_int(value) and 0 <= value < 2 ** 32 else "must be an integer in [0, 2**32 - 1]"
+
+
+# --------------------------------------------------------------------------- the schema
+
+#: Keys every model reads: RecBole's common ones and this package's (properties/overall.yaml).
+COMMON_KEYS = {
+    # environment
+    "seed": _seed_rule,
+    "reproducibility": boolean(),
+    "use_gpu": boolean(),
+    "gpu_id": _gpu_id_rule,
+    "worker": integer(0),
+    "state": _state_rule,
+    "show_progress": boolean(),
+    "data_path": string(),
+    "checkpoint_dir": string(),
+    "save_dataset": boolean(),
+    "save_dataloaders": boolean(),
+    "dataset_save_path": string(optional=True),
+    "dataloaders_save_path": string(optional=True),
+    "log_wandb": boolean(),
+    "shuffle": boolean(),
+    # training
+    "epochs": integer(1),
+    "train_batch_size": integer(1),
+    "learner": choice("adam", "adamw", "sgd", "adagrad", "rmsprop", "sparse_adam", ignore_case=True),
+    "learning_rate": number(0, low_open=True),
+    "weight_decay": number(0),
+    "eval_step": integer(0),
+    "stopping_step": integer(0),
+    "clip_grad_norm": mapping(optional=True),
+    "loss_decimal_place": integer(0),
+    "require_pow": boolean(),
+    "enable_amp": boolean(),
+    "enable_scaler": boolean(),
+    "train_neg_sample_args": _neg_sample_rule,
+    # evaluation
+    "eval_args": _eval_args_rule,
+    "repeatable": boolean(),
+    "metrics": metrics_rule,
+    "topk": int_or_int_list(1),
+    "valid_metric": string(),
+    "valid_metric_bigger": boolean(),
+    "eval_batch_size": integer(1),
+    "metric_decimal_place": integer(0),
+    # models (RecBole's general recommenders share these names)
+    "embedding_size": integer(1),
+    # this package
+    "eval_protocol": choice("mmrec", "recbole", optional=True),
+    "modalities": _modalities_rule,
+    "benchmark_filename": _optional(
+        lambda v: None if isinstance(v, list) and v and all(isinstance(s, str) for s in v)
+        else "must be a list of split names, e.g. [train, valid, test]", True),
+}
+
+#: GTC's keys (properties/model/GTC.yaml).
+GTC_KEYS = {
+    "embedding_size": integer(1),
+    "reg_weight": number(0),
+    "tc_weight": number(0),
+    "diff_weight": number(0),
+    "noise_steps": integer(2),
+    "beta_start": number(0, 1, low_open=True, high_open=True),
+    "beta_end": number(0, 1, low_open=True, high_open=True),
+    "eval_timestep": integer(1, optional=True),
+    "eval_noise_seed": integer(0),
+    "logit_scale_init": number(0, low_open=True),
+    "tc_chunk_size": integer(1),
+    "gate_temperature": number(0, low_open=True),
+    "knn_k": integer(1),
+    "mm_graph_weights": mapping(number(0), optional=True),
+    "n_mm_layers": integer(0),
+    "user_graph_k": integer(1),
+    "knn_chunk_size": integer(1),
+    "graph_cache_dir": string(optional=True),
+    "use_diffusion": boolean(),
+    "use_tc": boolean(),
+    "tc_mode": choice("symile", "pairwise"),
+    "tc_scope": choice("all", "batch"),
+    "use_gate": boolean(),
+    "train_denoiser": boolean(),
+}
+
+#: Keys named as in MMRec (https://github.com/enoche/MMRec) that its multi-modal
+#: baselines (VBPR, DRAGON, FREEDOM, LGMRec, ...) read; each model validates those it holds.
+MMREC_KEYS = {
+    "embedding_size": integer(1),
+    "feat_embed_dim": integer(1),
+    "reg_weight": number(0),
+    "dropout": number(0, 1, high_open=True),
+    "knn_k": integer(1),
+    "mm_image_weight": number(0, 1),
+    "n_mm_layers": integer(0),
+    "n_ui_layers": integer(0),
+    "n_layers": integer(0),
+    "lambda_coeff": number(0, 1),
+    "cl_weight": number(0),
+    "n_hyper_layer": integer(0),
+    "hyper_num": integer(1),
+    "keep_rate": number(0, 1, low_open=True),
+    "alpha": number(0),
+    "user_graph_k": integer(1),
+    "knn_chunk_size": integer(1),
+    "graph_cache_dir": string(optional=True),
+}
+
+#: model name -> {key: rule}; ``"*"`` applies to every model.
+SCHEMA = {
+    "*": COMMON_KEYS,
+    "GTC": GTC_KEYS,
+    "VBPR": MMREC_KEYS,
+    "DRAGON": MMREC_KEYS,
+    "FREEDOM": dict(MMREC_KEYS, train_features=boolean()),
+    "LGMRec": dict(MMREC_KEYS, cf_model=choice("lightgcn", "mf"), tau=number(0, low_open=True),
+                   eval_noise_seed=integer(0)),
+    # RecBole's graph baselines
+    "LightGCN": {"n_layers": integer(0), "reg_weight": number(0)},
+    "NGCF": {"reg_weight": number(0)},
+    "BPR": {},
+}
+
+#: RecBole keys that RecBole's code reads but no YAML of it sets.
+_RECBOLE_CODE_KEYS = {
+    "model", "dataset", "config_files", "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type", "device", "single_spec",
+    "valid_neg_sample_args", "test_neg_sample_args", "verbose", "encoding", "token_num_threshold", "feature_num",
+    "cin", "contrast", "eta", "has_residual", "norm", "sim", "tail_ratio", "use_filter", "xgb_early_stopping_rounds",
+}
+
+#: RecBole's distributed-training keys: refused (``torch.distributed`` is not supported here).
+UNSUPPORTED_KEYS = ("local_rank", "nproc", "ip", "port", "world_size", "offset", "group_offset")
+
+
+@lru_cache(maxsize=1)
+def _static_known_keys():
+    import recbole
+    from recbole.utils import argument_list
+
+    keys = set(_RECBOLE_CODE_KEYS)
+    for name in ("general_arguments", "training_arguments", "evaluation_arguments", "dataset_arguments"):
+        keys.update(getattr(argument_list, name))
+    recbole_props = os.path.join(os.path.dirname(recbole.__file__), "properties")
+    files = glob.glob(os.path.join(recbole_props, "**", "*.yaml"), recursive=True)
+    files = [f for f in files if not os.path.basename(f).endswith("url.yaml")]  # dataset name -> URL tables
+    files += glob.glob(os.path.join(PROPERTIES_DIR, "**", "*.yaml"), recursive=True)
+    for path in files:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.load(f, Loader=yaml.FullLoader)
+        if isinstance(data, dict):
+            keys.update(str(k) for k in data)
+    for rules in SCHEMA.values():
+        keys.update(rules)
+    return frozenset(keys)
+
+
+def known_keys(config=None):
+    """Every key RecBole, this package or (given ``config``) the run's dataset YAML knows."""
+    keys = set(_static_known_keys())
+    if config is not None:
+        keys.update(getattr(config, "internal_config_dict", {}) or {})
+        keys.update(getattr(config, "parameters", {}).get("Dataset", []))
+    return keys
+
+
+def unknown_key_message(key, known):
+    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+    if close:
+        return f"unknown key '{key}' (did you mean '{close[0]}'?)"
+    return f"unknown key '{key}' (not a RecBole, recbole-gtc or dataset key)"
+
+
+def check_keys(external, known):
+    """Refuse unsupported (distributed) keys and keys nobody knows."""
+    for key in external:
+        if key in UNSUPPORTED_KEYS:
+            raise RecboleGTCError(f"{key}={external[key]!r}: distributed training is not supported by recbole-gtc")
+    for key in external:
+        if key not in known:
+            raise RecboleGTCError(unknown_key_message(key, known))
+
+
+def rules_for(model):
+    rules = dict(SCHEMA["*"])
+    rules.update(SCHEMA.get(model, {}))
+    return rules
+
+
+def check_values(values, model, keys=None):
+    """Check every key of ``values`` that has a rule (only ``keys`` when given)."""
+    rules = rules_for(model)
+    for key in keys if keys is not None else list(values):
+        if key in rules and key in values:
+            problem = rules[key](values[key])
+            if problem is not None:
+                raise RecboleGTCError(f"{key}={values[key]!r}: {problem}")
+
+
+def _valid_metric_names(metrics, topk):
+    names = _metric_names()
+    from recbole.utils import EvaluatorType
+
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    topk = [topk] if _is_int(topk) else list(topk)
+    allowed = []
+    for m in metrics:
+        m = m.lower()
+        if names.get(m) == EvaluatorType.RANKING and m != "gauc":
+            allowed += [f"{m}@{k}" for k in topk]
+        else:
+            allowed.append(m)
+    return allowed
+
+
+def check_cross(values, model):
+    """Rules that relate several keys."""
+    if "valid_metric" in values and "metrics" in values and "topk" in values:
+        valid = values["valid_metric"]
+        allowed = _valid_metric_names(values["metrics"], values["topk"])
+        if not isinstance(valid, str) or valid.lower() not in allowed:
+            shown = ", ".join(allowed[:12]) + (", ..." if len(allowed) > 12 else "")
+            raise RecboleGTCError(f"valid_metric={valid!r}: must be one of the evaluated metrics ({shown})")
+    if model == "GTC":
+        if _is_number(values.get("beta_start")) and _is_number(values.get("beta_end")):
+            if values["beta_start"] >= values["beta_end"]:
+                raise RecboleGTCError(
+                    f"beta_start={values['beta_start']!r}: must be smaller than beta_end={values['beta_end']!r}")
+        t, n = values.get("eval_timestep"), values.get("noise_steps")
+        if _is_int(t) and _is_int(n) and t >= n:
+            raise RecboleGTCError(f"eval_timestep={t!r}: must be < noise_steps={n} (or ~ for noise_steps // 2)")
+
+
+#: What RecBole's own Config checks while it is built (it raises Python errors for bad
+#: values): checked first by :class:`~recbole_gtc.config.MMConfig` so they fail in this form.
+RECBOLE_CHECKED_KEYS = ("metrics", "topk", "valid_metric", "eval_args", "train_neg_sample_args", "gpu_id")
+
+
+def check_before_recbole(final_config_dict, external_config_dict, model):
+    """The checks :class:`MMConfig` runs before RecBole's own (which raise Python errors)."""
+    check_keys({k: v for k, v in external_config_dict.items() if k in UNSUPPORTED_KEYS}, ())
+    check_values(final_config_dict, model, keys=RECBOLE_CHECKED_KEYS)
+    from recbole.utils import EvaluatorType
+
+    metrics = final_config_dict.get("metrics")
+    metrics = [metrics] if isinstance(metrics, str) else metrics
+    if metrics and _metric_names().get(metrics[0].lower()) == EvaluatorType.VALUE:
+        modes = final_config_dict["eval_args"].get("mode", "full")
+        if "full" in (modes.values() if isinstance(modes, dict) else [modes]):
+            raise RecboleGTCError(
+                f"metrics={final_config_dict['metrics']!r}: value metrics (AUC, LogLoss, MAE, RMSE) cannot be "
+                f"used with full ranking (eval_args mode: full); use ranking metrics (Recall, NDCG, ...)"
+            )
+
+
+def validate_config(config):
+    """Check a built config: unknown keys, every value against :data:`SCHEMA`, cross-key rules.
+
+    Args:
+        config (recbole.config.Config): typically an :class:`~recbole_gtc.config.MMConfig`.
+
+    Raises:
+        RecboleGTCError: ``unknown key '<key>' (did you mean '<known>'?)`` or
+        ``<key>=<value>: <what is allowed>``.
+    """
+    model = config["model"]
+    external = getattr(config, "external_config_dict", {}) or {}
+    check_keys(external, known_keys(config))
+    values = config.final_config_dict
+    # user-given keys first, so the message names what the user typed
+    check_values(values, model, keys=list(external) + [k for k in values if k not in external])
+    check_cross(values, model)
