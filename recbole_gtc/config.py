@@ -19,7 +19,8 @@ import os
 import yaml
 from recbole.config import Config
 
-from recbole_gtc.utils import DEFAULT_DATA_PATH, PROPERTIES_DIR, RecboleGTCError, get_model
+from recbole_gtc.run import expand_path
+from recbole_gtc.utils import PROPERTIES_DIR, RecboleGTCError, default_data_path, get_model
 
 
 class MMConfig(Config):
@@ -39,10 +40,27 @@ class MMConfig(Config):
         self._cmd_args = cmd_args
         if isinstance(model, str):
             model = get_model(model)  # recbole-gtc models too, not only RecBole's
-        for path in config_file_list or []:
+        config_file_list = [expand_path(path) for path in config_file_list or []]
+        for path in config_file_list:
             if not os.path.isfile(path):
                 raise RecboleGTCError(f"{path}: config file not found")
         super().__init__(model, dataset, config_file_list, config_dict)
+        self._tell_the_truth()
+
+    def _tell_the_truth(self):
+        """Make the printed configuration say what is actually used: ``use_gpu`` is False
+        when no CUDA device exists, and a dataset with fixed split files shows them as its
+        split instead of RecBole's unused default ratio split."""
+        import torch
+
+        if not torch.cuda.is_available():
+            self.final_config_dict["use_gpu"] = False
+        benchmark = self.final_config_dict.get("benchmark_filename")
+        if benchmark and isinstance(self.final_config_dict.get("eval_args"), dict):
+            self.final_config_dict["eval_args"]["split"] = {"benchmark": list(benchmark)}
+        for key in ("checkpoint_dir", "graph_cache_dir"):
+            if self.final_config_dict.get(key):
+                self.final_config_dict[key] = expand_path(self.final_config_dict[key])
 
     def _load_cmd_line(self):
         if self._cmd_args is None:
@@ -81,8 +99,16 @@ class MMConfig(Config):
 
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
-        self.internal_config_dict["data_path"] = DEFAULT_DATA_PATH
-        data_path = self.external_config_dict.get("data_path", DEFAULT_DATA_PATH)
+        if "data_path" in self.external_config_dict:
+            data_path = expand_path(self.external_config_dict["data_path"])
+            self.external_config_dict["data_path"] = data_path
+        else:
+            data_path = default_data_path(dataset)
+        self.internal_config_dict["data_path"] = data_path
+        overall = os.path.join(PROPERTIES_DIR, "overall.yaml")
+        if not os.path.isfile(overall):
+            # Never fall back silently to RecBole's defaults (another seed, metric and protocol).
+            raise RecboleGTCError(f"{overall}: the package's defaults are missing (reinstall recbole-gtc)")
         layers = [
             os.path.join(PROPERTIES_DIR, "overall.yaml"),
             os.path.join(PROPERTIES_DIR, "model", f"{model}.yaml"),

@@ -5,45 +5,80 @@ from logging import getLogger
 
 import torch
 
-from recbole.utils import init_logger, init_seed, set_color
+from recbole.utils import init_seed, set_color
 
 from recbole_gtc.config import MMConfig
 from recbole_gtc.data import create_dataset, data_preparation
+from recbole_gtc.data.utils import check_dataset_files
+from recbole_gtc.run import Run, init_run_logger
+from recbole_gtc.trainer import build_trainer
 from recbole_gtc.utils import get_model, get_trainer
 from recbole_gtc.validation import validate_config
 
 SUMMARY_METRICS = ("recall@20", "ndcg@20")
 
 
-def run_recbole_gtc(model, dataset, config_file_list=None, config_dict=None, saved=True, cmd_args=None):
+def load_config(model, dataset, config_file_list=None, config_dict=None, cmd_args=None):
+    """The run's configuration, checked before anything is printed or trained.
+
+    Errors come first: a bad value, a missing or malformed dataset folder or feature
+    file raises :class:`~recbole_gtc.errors.RecboleGTCError` here, before the logger
+    prints RecBole's long configuration dump.
+    """
+    config = MMConfig(model, dataset, config_file_list, config_dict, cmd_args=cmd_args or [])
+    validate_config(config)  # unknown keys and bad values (recbole_gtc.validation)
+    check_dataset_files(config)
+    return config
+
+
+def run_recbole_gtc(model, dataset, config_file_list=None, config_dict=None, saved=True, cmd_args=None,
+                    resume=None, config=None):
     """Train ``model`` on ``dataset`` with early stopping on validation, then test the best epoch.
 
     Mirrors :func:`recbole.quick_start.run_recbole`, with :class:`MMConfig`'s cascade,
-    multi-modal datasets, the evaluation protocol and recbole-gtc models.
+    multi-modal datasets, the evaluation protocol and recbole-gtc models. The run writes
+    only under its own folder ``<checkpoint_dir>/<run_id>/`` (see :mod:`recbole_gtc.run`).
 
     Args:
         model (str): GTC or a RecBole general recommender (BPR, LightGCN, ...).
         dataset (str): folder name under ``data_path``.
         config_file_list (list of str, optional): YAML files, later ones win.
         config_dict (dict, optional): overrides.
-        saved (bool): keep the best checkpoint and test it (else test the last epoch).
+        saved (bool): keep the best checkpoint and test it (else test the last epoch
+            and keep no checkpoint).
         cmd_args (list of str, optional): ``--key=value`` overrides (``None``: none).
+        resume (None, True or str): continue an interrupted run of the same configuration
+            (``True``: the latest one under ``checkpoint_dir``; a path: that run folder).
+        config (Config, optional): an already loaded :func:`load_config` result.
 
     Returns:
-        dict: ``model``, ``dataset``, ``eval_protocol``, ``best_valid_score``,
-        ``best_valid_result``, ``test_result`` (metric -> value) and ``summary`` (one line).
+        dict: ``model``, ``dataset``, ``eval_protocol``, ``run_id``, ``run_dir``,
+        ``best_valid_score``, ``best_valid_result``, ``test_result`` (metric -> value),
+        ``epochs``, ``train_seconds_per_epoch`` and ``summary`` (one line).
     """
-    config = MMConfig(model, dataset, config_file_list, config_dict, cmd_args=cmd_args or [])
-    validate_config(config)  # unknown keys and bad values (recbole_gtc.validation)
+    if config is None:
+        config = load_config(model, dataset, config_file_list, config_dict, cmd_args)
+    run = Run.start(config, resume=resume)
+    try:
+        result = _train_and_test(config, run, saved)
+    except Exception:
+        run.fail()  # a KeyboardInterrupt keeps last.pth: the run can be resumed
+        raise
+    run.finish(keep_best=saved)
+    return result
+
+
+def _train_and_test(config, run, saved):
     init_seed(config["seed"], config["reproducibility"])
     # RecBole's init_seed only pins cuDNN. On CPU the backward of advanced indexing
     # (index_put with accumulate) is multi-threaded and not bitwise reproducible, so
     # the same seed could give different numbers; torch's deterministic kernels fix it.
     torch.use_deterministic_algorithms(bool(config["reproducibility"]), warn_only=True)
-    init_logger(config)
+    init_run_logger(config, run.log_file)
     logger = getLogger()
     logger.info(sys.argv)
     logger.info(config)
+    logger.info(f"run {run.run_id}: {run.dir}")
 
     dataset_obj = create_dataset(config)
     logger.info(dataset_obj)
@@ -53,7 +88,10 @@ def run_recbole_gtc(model, dataset, config_file_list=None, config_dict=None, sav
     model_obj = get_model(config["model"])(config, train_data.dataset).to(config["device"])
     logger.info(model_obj)
 
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model_obj)
+    trainer_class = get_trainer(config["MODEL_TYPE"], config["model"])
+    trainer = build_trainer(trainer_class, config, model_obj, run, train_data)
+    if run.resume_file:
+        trainer.resume(run.resume_file)
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )
@@ -65,11 +103,13 @@ def run_recbole_gtc(model, dataset, config_file_list=None, config_dict=None, sav
         "model": config["model"],
         "dataset": config["dataset"],
         "eval_protocol": config["eval_protocol"],
+        "run_id": run.run_id,
+        "run_dir": run.dir,
         "best_valid_score": best_valid_score,
         "best_valid_result": dict(best_valid_result),
         "test_result": dict(test_result),
         # RecBole's own trainers (e.g. TraditionalTrainer for ItemKNN) do not time epochs.
-        "epochs": len(trainer.epoch_seconds) if hasattr(trainer, "epoch_seconds") else None,
+        "epochs": len(trainer.train_loss_dict) if trainer.train_loss_dict else None,
         "train_seconds_per_epoch": _median(getattr(trainer, "epoch_seconds", [])),
     }
     result["summary"] = summary_line(result)
@@ -86,7 +126,7 @@ def summary_line(result):
     metrics = " ".join(f"{m}={result['test_result'].get(m, float('nan')):.4f}" for m in SUMMARY_METRICS)
     return (
         f"SUMMARY model={result['model']} dataset={result['dataset']} "
-        f"protocol={result['eval_protocol']} test {metrics}"
+        f"protocol={result['eval_protocol']} test {metrics} run={result['run_id']}"
     )
 
 

@@ -1,11 +1,111 @@
-"""RecBole's Trainer plus the one thing it lacks: a per-epoch hook for the model."""
+"""RecBole's trainers plus what a benchmarking run needs: its own files, crash-safe
+checkpoints, resume, and a per-epoch hook for the model."""
 
+import contextlib
+import random
 import time
 
+import numpy as np
+import torch
 from recbole.trainer import Trainer
 
+from recbole_gtc.errors import RecboleGTCError
+from recbole_gtc.run import atomic_save
 
-class MMTrainer(Trainer):
+RESUME_FORMAT = 1
+
+
+class RunTrainerMixin:
+    """Mixed into any RecBole trainer by :func:`build_trainer`.
+
+    * The best checkpoint goes to the run's own ``best.pth`` (RecBole names it by model
+      and second, so concurrent runs overwrote and loaded each other's), written
+      atomically, and TensorBoard events go under the run folder.
+    * After every evaluated epoch the full training state is written atomically to
+      ``last.pth``: model, optimizer, early-stopping state, the per-epoch timings and
+      every random state (Python, NumPy, torch, CUDA, the training dataloader's
+      shuffling generator). :meth:`resume` restores it, so a killed run continues
+      and ends with exactly the metrics of an uninterrupted one on CPU.
+    """
+
+    run = None
+    train_data = None
+
+    def attach(self, run, train_data=None):
+        self.run = run
+        self.train_data = train_data
+        self.saved_model_file = run.best_checkpoint
+        if not hasattr(self, "epoch_seconds"):
+            self.epoch_seconds = []
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return
+        saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
+        state = {
+            "config": self.config,
+            "epoch": epoch,
+            "cur_step": self.cur_step,
+            "best_valid_score": self.best_valid_score,
+            "state_dict": self.model.state_dict(),
+            "other_parameter": self.model.other_parameter(),
+            "optimizer": self.optimizer.state_dict(),
+        }
+        atomic_save(state, saved_model_file, pickle_protocol=4)
+        if verbose:
+            self.logger.info(f"Saving current: {saved_model_file}")
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        self.train_data = train_data
+
+        def on_evaluated(epoch_idx, valid_score):
+            if self.run is not None:
+                self._save_resume_state(epoch_idx)
+            if callback_fn is not None:
+                callback_fn(epoch_idx, valid_score)
+
+        return super().fit(train_data, valid_data, verbose=verbose, saved=saved,
+                           show_progress=show_progress, callback_fn=on_evaluated)
+
+    def _save_resume_state(self, epoch_idx):
+        generator = getattr(self.train_data, "generator", None)
+        state = {
+            "format": RESUME_FORMAT,
+            "fingerprint": self.run.fingerprint,
+            "epoch": epoch_idx,
+            "cur_step": self.cur_step,
+            "best_valid_score": float(self.best_valid_score),
+            "best_valid_result": dict(self.best_valid_result or {}),
+            "train_loss_dict": dict(self.train_loss_dict),
+            "epoch_seconds": list(getattr(self, "epoch_seconds", [])),
+            "state_dict": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": _rng_state(generator),
+        }
+        atomic_save(state, self.run.resume_checkpoint)
+
+    def resume(self, path):
+        """Continue from ``last.pth``: the next epoch is the one after the saved one."""
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as exc:  # a damaged file: refuse clearly, never train from half a state
+            raise RecboleGTCError(f"{path}: unreadable checkpoint ({str(exc).splitlines()[0][:120]})") from None
+        if state.get("format") != RESUME_FORMAT or state.get("fingerprint") != self.run.fingerprint:
+            raise RecboleGTCError(f"{path}: checkpoint of another configuration; cannot resume from it")
+        self.model.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.start_epoch = state["epoch"] + 1
+        self.cur_step = state["cur_step"]
+        self.best_valid_score = state["best_valid_score"]
+        self.best_valid_result = state["best_valid_result"] or None
+        self.train_loss_dict = dict(state["train_loss_dict"])
+        self.epoch_seconds = list(state["epoch_seconds"])
+        _set_rng_state(state["rng"], getattr(self.train_data, "generator", None))
+        self.logger.info(f"Resumed {path}: training continues at epoch {self.start_epoch}")
+
+
+class MMTrainer(RunTrainerMixin, Trainer):
     """:class:`recbole.trainer.Trainer` that calls ``model.on_epoch_start(epoch_idx)``
     (when the model defines it) before each training epoch.
 
@@ -28,3 +128,59 @@ class MMTrainer(Trainer):
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         self.epoch_seconds.append(time.perf_counter() - start)
         return loss
+
+
+def build_trainer(trainer_class, config, model, run, train_data=None):
+    """``trainer_class`` (RecBole's choice or :class:`MMTrainer`) bound to ``run``'s files.
+
+    RecBole's own trainers (e.g. ``TraditionalTrainer`` for ItemKNN) get
+    :class:`RunTrainerMixin` mixed in, so every model's checkpoint is its run's own.
+    """
+    if not issubclass(trainer_class, RunTrainerMixin):
+        trainer_class = type(trainer_class.__name__, (RunTrainerMixin, trainer_class), {})
+    with _tensorboard_under(run.tensorboard_dir):
+        trainer = trainer_class(config, model)
+    trainer.attach(run, train_data)
+    return trainer
+
+
+@contextlib.contextmanager
+def _tensorboard_under(folder):
+    # RecBole's Trainer.__init__ opens a SummaryWriter in ./log_tensorboard/<log file name>;
+    # point it at the run's folder instead, so runs never share or pile up event files.
+    import recbole.trainer.trainer as recbole_trainer
+    from torch.utils.tensorboard import SummaryWriter
+
+    original = recbole_trainer.get_tensorboard
+    recbole_trainer.get_tensorboard = lambda logger: SummaryWriter(folder)
+    try:
+        yield
+    finally:
+        recbole_trainer.get_tensorboard = original
+
+
+def _rng_state(generator=None):
+    """Every random state training reads, as tensors and plain values (loadable with weights_only)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    state = {
+        "python": [version, list(internal), gauss],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    if generator is not None:
+        state["loader"] = generator.get_state()
+    return state
+
+
+def _set_rng_state(state, generator=None):
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if generator is not None and "loader" in state:
+        generator.set_state(state["loader"])

@@ -8,10 +8,37 @@ from recbole.utils import get_trainer as recbole_get_trainer
 
 from recbole_gtc.errors import RecboleGTCError  # noqa: F401  (re-exported: the package's error root)
 
-#: The repository root: the folder that holds ``recbole_gtc/``, ``properties/`` and ``dataset/``.
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PROPERTIES_DIR = os.path.join(REPO_ROOT, "properties")
-DEFAULT_DATA_PATH = os.path.join(REPO_ROOT, "dataset")
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+#: The repository root when running from a checkout (or an editable install): the folder
+#: that holds ``recbole_gtc/``, ``properties/``, ``dataset/`` and ``setup.cfg``.
+REPO_ROOT = os.path.dirname(PACKAGE_DIR)
+#: Where a built wheel carries copies of the repository's ``properties/`` and bundled
+#: ``dataset/`` folders (``setup.py``'s build step puts them there).
+BUNDLED_DIR = os.path.join(PACKAGE_DIR, "_bundled")
+
+
+def _shipped(name):
+    """``<repo>/<name>`` in a checkout, else the wheel's ``recbole_gtc/_bundled/<name>``."""
+    in_checkout = os.path.join(REPO_ROOT, name)
+    if os.path.isfile(os.path.join(REPO_ROOT, "setup.cfg")) and os.path.isdir(in_checkout):
+        return in_checkout
+    return os.path.join(BUNDLED_DIR, name)
+
+
+#: The package's YAML defaults (``overall.yaml``, ``model/<M>.yaml``).
+PROPERTIES_DIR = _shipped("properties")
+#: The folder holding the bundled datasets (synth-mm, ml-100k-mm).
+DEFAULT_DATA_PATH = _shipped("dataset")
+BUNDLED_DATASETS = ("synth-mm", "ml-100k-mm")
+
+
+def default_data_path(dataset):
+    """Where a dataset is looked for when ``data_path`` is not given: ``./dataset/`` of the
+    working directory (RecBole's default) if it holds ``dataset``, else the bundled datasets."""
+    local = os.path.join(os.getcwd(), "dataset")
+    if os.path.isdir(os.path.join(local, str(dataset))):
+        return local
+    return DEFAULT_DATA_PATH
 
 #: Models this package implements: name -> module under recbole_gtc.model.
 _PLUGIN_MODELS = {

@@ -12,17 +12,17 @@ from recbole.utils import ModelType, set_color
 
 from recbole_gtc.data.atomic import check_dataset_folder
 from recbole_gtc.data.dataset import MultiModalDataset
-from recbole_gtc.data.features import first_line
+from recbole_gtc.data.features import first_line, load_feature_matrix
 from recbole_gtc.data.sampler import MMRecSampler
-from recbole_gtc.utils import MMREC_DATASETS, RecboleGTCError
+from recbole_gtc.utils import BUNDLED_DATASETS, MMREC_DATASETS, RecboleGTCError
 
 PROTOCOLS = ("mmrec", "recbole")
 
 
 def check_dataset_present(config):
     """Fail with instructions instead of letting RecBole try to download a missing dataset."""
-    path = config["data_path"]
     name = config["dataset"]
+    path = config["data_path"]  # RecBole's Config has joined the dataset name onto it
     if os.path.isdir(path):
         return
     if name in MMREC_DATASETS:
@@ -32,9 +32,30 @@ def check_dataset_present(config):
             f"Put them in a folder SRC and run: python -m recbole_gtc.prepare mmrec SRC --dataset {name}"
         )
     raise RecboleGTCError(
-        f"dataset '{name}' not found at {path} (bundled: synth-mm, ml-100k-mm; "
+        f"dataset '{name}' not found at {path} (bundled: {', '.join(BUNDLED_DATASETS)}; "
         f"import others with: python -m recbole_gtc.prepare mmrec SRC --dataset NAME)"
     )
+
+
+def check_dataset_files(config):
+    """Every check of the dataset's files that can run before anything is printed: the
+    folder exists and each modality's feature file is a valid, finite 2-D float matrix.
+
+    Raises:
+        RecboleGTCError: one line naming the folder or file.
+    """
+    check_dataset_present(config)
+    check_dataset_folder(config)
+    modalities = config["modalities"]
+    if not modalities:
+        return
+    if not isinstance(modalities, dict):
+        raise RecboleGTCError(
+            f"dataset '{config['dataset']}': 'modalities' must map modality names to .npy files, got {modalities!r}"
+        )
+    folder = config["data_path"]
+    for filename in modalities.values():
+        load_feature_matrix(os.path.join(folder, str(filename)))
 
 
 def create_dataset(config):

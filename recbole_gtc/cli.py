@@ -1,0 +1,161 @@
+"""The command line: ``recbole-gtc``, ``python -m recbole_gtc`` and ``run_recbole_gtc.py``.
+
+    recbole-gtc --model=GTC --dataset=baby
+    recbole-gtc --model=GTC,LightGCN,BPR --dataset=synth-mm --epochs=50
+    recbole-gtc --model=LightGCN --config_files="a.yaml b.yaml" --learning_rate=0.002
+
+Flags mirror RecBole's run_recbole.py; any other ``--key=value`` overrides that config key.
+"""
+
+import argparse
+import contextlib
+import os
+import sys
+import warnings
+
+#: Overrides listed by ``--help`` (key, where its default comes from).
+COMMON_KEYS = (
+    ("epochs", "overall"), ("learning_rate", "overall"), ("train_batch_size", "overall"),
+    ("stopping_step", "overall"), ("seed", "overall"), ("eval_protocol", "dataset YAML"),
+    ("checkpoint_dir", "overall"), ("use_gpu", "overall"), ("data_path", None),
+    ("embedding_size", "GTC"), ("tc_weight", "GTC"), ("diff_weight", "GTC"), ("noise_steps", "GTC"),
+    ("use_diffusion", "GTC"), ("use_tc", "GTC"), ("use_gate", "GTC"), ("train_denoiser", "GTC"),
+    ("knn_k", "GTC"), ("graph_cache_dir", "GTC"),
+)
+
+
+def _defaults_epilog():
+    import yaml
+
+    from recbole_gtc.utils import PROPERTIES_DIR
+
+    layers = {}
+    for name, path in (("overall", "overall.yaml"), ("GTC", os.path.join("model", "GTC.yaml"))):
+        try:
+            with open(os.path.join(PROPERTIES_DIR, path)) as handle:
+                layers[name] = yaml.safe_load(handle) or {}
+        except (OSError, yaml.YAMLError):
+            layers[name] = {}
+    lines = ["common --KEY=VALUE overrides (default):"]
+    for key, layer in COMMON_KEYS:
+        if layer == "dataset YAML":
+            default = "from the dataset's YAML, else recbole"
+        elif layer is None:
+            default = "./dataset if it holds the dataset, else the bundled datasets"
+        else:
+            default = layers.get(layer, {}).get(key, "-")
+            default = "~ (off)" if default is None else default
+            if layer == "GTC":
+                default = f"{default} (GTC)"
+            elif key in layers.get("GTC", {}):
+                default = f"{default} (GTC: {layers['GTC'][key]})"
+        lines.append(f"  --{key}=...".ljust(26) + str(default))
+    lines += [
+        "",
+        "Any RecBole or model key works the same way (see properties/overall.yaml,",
+        "properties/model/<MODEL>.yaml and RecBole's documentation for the full list).",
+        "Configuration order, later wins: package defaults < model YAML < dataset YAML",
+        "< --config_files < --KEY=VALUE.",
+        "Each run writes only under <checkpoint_dir>/<run id>/ (run.log, best.pth).",
+    ]
+    return "\n".join(lines)
+
+
+def _bool(text):
+    value = str(text).strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got '{text}'")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="recbole-gtc", description=__doc__.split("\n\n")[0], allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_defaults_epilog(),
+    )
+    parser.add_argument("--model", "-m", default="GTC",
+                        help="GTC or a RecBole general recommender; several comma-separated for a comparison "
+                             "(default: %(default)s)")
+    parser.add_argument("--dataset", "-d", default="ml-100k-mm",
+                        help="dataset folder under data_path (default: %(default)s)")
+    parser.add_argument("--config_files", default=None, help="space-separated YAML files, later ones win")
+    parser.add_argument("--saved", type=_bool, default=True, metavar="True|False",
+                        help="keep the best checkpoint and test it (default: True); False tests the last "
+                             "epoch and keeps no checkpoint")
+    parser.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUN_DIR",
+                        help="continue an interrupted run of the same configuration: the latest one under "
+                             "checkpoint_dir, or the run folder given")
+    return parser
+
+
+def parse_args(argv):
+    parser = build_parser()
+    args, overrides = parser.parse_known_args(argv)
+    for arg in overrides:
+        if not arg.startswith("--") or "=" not in arg:
+            parser.error(f"unrecognised argument '{arg}': overrides take the form --key=value")
+    return args, overrides
+
+
+@contextlib.contextmanager
+def quiet_library_warnings():
+    """Hide the library warnings a user cannot act on, for the duration of a command only.
+
+    * pandas' chained-assignment FutureWarning and torch's GradScaler deprecation, both
+      raised from RecBole 1.2.1's own code;
+    * torch's "Sparse invariant checks are implicitly disabled" notice.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*chained assignment.*", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=r".*torch\.cuda\.amp\..*is deprecated.*", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=r"Sparse invariant checks are implicitly disabled.*")
+        yield
+
+
+def main(argv=None):
+    args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    from recbole_gtc.errors import RecboleGTCError
+
+    try:
+        with quiet_library_warnings():
+            return _main(args, overrides)
+    except RecboleGTCError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _main(args, overrides):
+    from recbole_gtc.data.utils import check_model_type
+    from recbole_gtc.errors import RecboleGTCError
+    from recbole_gtc.quick_start import comparison_table, load_config, run_recbole_gtc
+    from recbole_gtc.utils import get_model
+
+    models = [m.strip() for m in args.model.split(",") if m.strip()]
+    if not models:
+        raise RecboleGTCError("--model: no model named")
+    if args.resume is not None and len(models) > 1:
+        raise RecboleGTCError("--resume continues one run: name a single model")
+    config_files = args.config_files.split() if args.config_files else None
+    # Every model's name, type and configuration is checked before anything trains.
+    configs = []
+    for model in models:
+        check_model_type(model, get_model(model).type)
+    for model in models:
+        configs.append(load_config(model, args.dataset, config_files, cmd_args=overrides))
+    results = []
+    for model, config in zip(models, configs):
+        result = run_recbole_gtc(model, args.dataset, saved=args.saved, resume=args.resume, config=config)
+        print(f"best valid: {result['best_valid_result']}")
+        print(f"test: {result['test_result']}")
+        print(result["summary"], flush=True)
+        results.append(result)
+    if len(results) > 1:
+        print(f"\nComparison on {args.dataset} (protocol={results[0]['eval_protocol']}, test at best validation epoch):")
+        print(comparison_table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

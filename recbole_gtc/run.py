@@ -1,0 +1,306 @@
+"""One training run's identity and files.
+
+Every run (one model on one dataset with one seed; each model x seed of a comparison;
+each tuning trial) owns a folder ``<checkpoint_dir>/<run_id>/``, with ``run_id`` =
+``<model>-<dataset>-<YYYYmmdd-HHMMSS>-<pid>-<random>``, unique even for runs started
+in the same second in the same folder. The folder holds:
+
+* ``run.json``: model, dataset, the configuration fingerprint, the state
+  (``running | finished | failed``) and the owning process id;
+* ``run.log``: the run's log (and ``tensorboard/``, RecBole's event files);
+* ``best.pth``: the best-validation checkpoint (RecBole's format), which the test loads;
+* ``last.pth``: the state after the last completed epoch (model, optimizer,
+  early-stopping state, every RNG state), for ``--resume``; removed when the run ends.
+
+Checkpoints are written to a temporary name in the same folder and renamed, so a
+kill while saving never leaves a partial file under the real name.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import time
+
+import torch
+
+from recbole_gtc.errors import RecboleGTCError
+
+RUN_FILE = "run.json"
+BEST_CHECKPOINT = "best.pth"
+RESUME_CHECKPOINT = "last.pth"
+LOG_FILE = "run.log"
+
+#: Keys that never change a run's numbers (where files go, how much is printed, the
+#: device string RecBole derives); everything else in the final configuration is
+#: part of the fingerprint.
+VOLATILE_KEYS = frozenset({
+    "checkpoint_dir", "data_path", "show_progress", "state", "log_wandb", "wandb_project",
+    "save_dataset", "save_dataloaders", "dataset_save_path", "dataloaders_save_path",
+    "graph_cache_dir", "device", "gpu_id", "worker", "config_files",
+})
+
+
+def expand_path(path):
+    """``~`` and ``$VARS`` expanded: every path option goes through this."""
+    return os.path.expandvars(os.path.expanduser(str(path)))
+
+
+def new_run_id(model, dataset):
+    """``<model>-<dataset>-<time>-<pid>-<random>``. The random part comes from the OS, so
+    naming a run never consumes the seeded random streams that training uses."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"{model}-{dataset}-{stamp}-{os.getpid()}-{os.urandom(3).hex()}"
+
+
+def _dataset_digest(folder):
+    """sha1 over the names and bytes of the dataset's files (caches below it excluded)."""
+    digest = hashlib.sha1()
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            digest.update(os.path.relpath(path, folder).encode())
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def config_items(config):
+    """The result-relevant configuration as ``{key: repr(value)}``, sorted by key."""
+    return {
+        key: repr(value)
+        for key, value in sorted(config.final_config_dict.items())
+        if key not in VOLATILE_KEYS
+    }
+
+
+def fingerprint(config):
+    """sha1 of the result-relevant configuration, the dataset files and the library versions.
+
+    Two runs with the same fingerprint train the same model the same way on the same
+    data; ``--resume`` continues only a run with the same fingerprint.
+    """
+    import recbole
+
+    from recbole_gtc import __version__
+
+    folder = config["data_path"]  # RecBole's Config has joined the dataset name onto it
+    payload = {
+        "config": config_items(config),
+        "dataset": _dataset_digest(folder) if os.path.isdir(folder) else None,
+        "versions": [__version__, recbole.__version__, torch.__version__],
+    }
+    return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def atomic_save(obj, path, **kwargs):
+    """``torch.save`` to ``path.<pid>.tmp`` in the same folder, then rename onto ``path``."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        torch.save(obj, tmp, **kwargs)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, ValueError, TypeError):
+        return False
+    return True
+
+
+class Run:
+    """A run folder and its state.
+
+    Attributes:
+        run_id (str): the folder's name.
+        dir (str): the folder.
+        fingerprint (str): see :func:`fingerprint`.
+        resume_file (str or None): the ``last.pth`` to continue from, when resuming.
+    """
+
+    def __init__(self, run_dir, fingerprint_, meta, resume_file=None):
+        self.dir = run_dir
+        self.run_id = os.path.basename(run_dir)
+        self.fingerprint = fingerprint_
+        self.meta = meta
+        self.resume_file = resume_file
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def best_checkpoint(self):
+        return os.path.join(self.dir, BEST_CHECKPOINT)
+
+    @property
+    def resume_checkpoint(self):
+        return os.path.join(self.dir, RESUME_CHECKPOINT)
+
+    @property
+    def log_file(self):
+        return os.path.join(self.dir, LOG_FILE)
+
+    @property
+    def tensorboard_dir(self):
+        return os.path.join(self.dir, "tensorboard")
+
+    # ------------------------------------------------------------------ life cycle
+    @classmethod
+    def start(cls, config, resume=None):
+        """Create a new run folder, or reopen the one ``resume`` names.
+
+        Args:
+            config (Config): the run's final configuration.
+            resume (None, True or str): ``None``: a new run. ``True``: the most recent
+                interrupted run with the same fingerprint under ``checkpoint_dir``.
+                A path: that run folder (or its ``last.pth``), refused unless its
+                fingerprint matches.
+
+        Raises:
+            RecboleGTCError: the output folder cannot be used, or nothing fits ``resume``.
+        """
+        root = check_output_dir(config["checkpoint_dir"], "checkpoint_dir")
+        digest = fingerprint(config)
+        if resume is None or resume is False:
+            run_dir = os.path.join(root, new_run_id(config["model"], config["dataset"]))
+            check_output_dir(run_dir, "checkpoint_dir")
+            meta = {"model": config["model"], "dataset": config["dataset"], "fingerprint": digest,
+                    "config": config_items(config)}
+            run = cls(run_dir, digest, meta)
+            run._write_meta("running")
+            return run
+        run_dir = _find_resumable(root, digest) if resume is True else _check_resumable(resume, config, digest)
+        with open(os.path.join(run_dir, RUN_FILE)) as handle:
+            meta = json.load(handle)
+        run = cls(run_dir, digest, meta, resume_file=os.path.join(run_dir, RESUME_CHECKPOINT))
+        run._write_meta("running")
+        return run
+
+    def _write_meta(self, status):
+        self.meta.update(status=status, pid=os.getpid(), updated=time.strftime("%Y-%m-%d %H:%M:%S"))
+        path = os.path.join(self.dir, RUN_FILE)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as handle:
+            json.dump(self.meta, handle, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+
+    def finish(self, keep_best=True):
+        """A completed run keeps its best checkpoint (or none with ``keep_best=False``) and its log."""
+        self._remove(RESUME_CHECKPOINT)
+        if not keep_best:
+            self._remove(BEST_CHECKPOINT)
+        self._write_meta("finished")
+
+    def fail(self):
+        """A run that failed with an error removes its checkpoints (its log stays, it says why)."""
+        self._remove(RESUME_CHECKPOINT)
+        self._remove(BEST_CHECKPOINT)
+        self._write_meta("failed")
+
+    def _remove(self, name):
+        path = os.path.join(self.dir, name)
+        if os.path.exists(path):
+            os.remove(path)
+
+
+def check_output_dir(path, key):
+    """Expand ``path``, create it if needed and check it is a writable folder.
+
+    Raises:
+        RecboleGTCError: ``<path>: <why>`` (a file is in the way, not writable, name too long).
+    """
+    path = expand_path(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise RecboleGTCError(f"{path}: {key} is a file, not a folder")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise RecboleGTCError(f"{path}: cannot create {key} ({exc.strerror or exc})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise RecboleGTCError(f"{path}: {key} is not writable")
+    return path
+
+
+def _find_resumable(root, digest):
+    candidates = []
+    for name in os.listdir(root):
+        run_dir = os.path.join(root, name)
+        try:
+            with open(os.path.join(run_dir, RUN_FILE)) as handle:
+                meta = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        if meta.get("fingerprint") != digest or meta.get("status") != "running":
+            continue
+        if not os.path.isfile(os.path.join(run_dir, RESUME_CHECKPOINT)):
+            continue
+        if meta.get("pid") != os.getpid() and _pid_alive(meta.get("pid")):
+            continue  # another live process owns it
+        candidates.append((os.path.getmtime(os.path.join(run_dir, RESUME_CHECKPOINT)), run_dir))
+    if not candidates:
+        raise RecboleGTCError(
+            f"{root}: no interrupted run of this configuration to resume (run without --resume to start one)"
+        )
+    return max(candidates)[1]
+
+
+def _check_resumable(path, config, digest):
+    path = expand_path(path)
+    run_dir = os.path.dirname(path) if os.path.isfile(path) else path
+    meta_path = os.path.join(run_dir, RUN_FILE)
+    if not os.path.isfile(meta_path) or not os.path.isfile(os.path.join(run_dir, RESUME_CHECKPOINT)):
+        raise RecboleGTCError(f"{path}: not a resumable run folder (no {RUN_FILE} and {RESUME_CHECKPOINT})")
+    try:
+        with open(meta_path) as handle:
+            meta = json.load(handle)
+    except ValueError:
+        raise RecboleGTCError(f"{meta_path}: unreadable run file") from None
+    if meta.get("fingerprint") != digest:
+        ours = config_items(config)
+        theirs = meta.get("config", {})
+        if meta.get("model") != config["model"]:
+            why = f"it is a {meta.get('model')} run, not {config['model']}"
+        elif meta.get("dataset") != config["dataset"]:
+            why = f"it was trained on dataset {meta.get('dataset')}, not {config['dataset']}"
+        else:
+            keys = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+            why = (f"its configuration differs in {', '.join(keys[:5])}" if keys
+                   else "the dataset files or library versions differ")
+        raise RecboleGTCError(f"{path}: cannot resume: {why}")
+    return run_dir
+
+
+def init_run_logger(config, log_file):
+    """RecBole's logger (coloured console + plain file) writing to this run's ``log_file``.
+
+    RecBole's ``init_logger`` names the file by model, dataset, second and a hash of the
+    configuration, so two identical runs started together share a file, and
+    ``logging.basicConfig`` keeps the first run's file for every later model of a
+    comparison. Here each run replaces the handlers with its own.
+    """
+    import colorlog
+    from colorama import init
+    from recbole.utils.logger import RemoveColorFilter, log_colors_config
+
+    init(autoreset=True)
+    level = getattr(logging, str(config["state"] or "INFO").upper(), logging.INFO)
+    fh = logging.FileHandler(log_file)
+    fh.setLevel(level)
+    fh.setFormatter(logging.Formatter("%(asctime)-15s %(levelname)s  %(message)s", "%a %d %b %Y %H:%M:%S"))
+    fh.addFilter(RemoveColorFilter())
+    sh = logging.StreamHandler()
+    sh.setLevel(level)
+    sh.setFormatter(colorlog.ColoredFormatter(
+        "%(log_color)s%(asctime)-15s %(levelname)s  %(message)s", "%d %b %H:%M", log_colors=log_colors_config
+    ))
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(level)
+    root.addHandler(sh)
+    root.addHandler(fh)
