@@ -265,6 +265,7 @@ COMMON_KEYS = {
     "require_pow": boolean(),
     "enable_amp": boolean(),
     "enable_scaler": boolean(),
+    "mixed_precision": choice("none", "bf16", "fp16", optional=True, ignore_case=True),
     "train_neg_sample_args": _neg_sample_rule,
     # evaluation
     "eval_args": _eval_args_rule,
@@ -308,7 +309,8 @@ GTC_KEYS = {
     "use_diffusion": boolean(),
     "use_tc": boolean(),
     "tc_mode": choice("symile", "pairwise"),
-    "tc_scope": choice("all", "batch"),
+    "tc_scope": choice("all", "batch", "sampled"),
+    "tc_candidates": integer(1),
     "use_gate": boolean(),
     "train_denoiser": boolean(),
 }
@@ -448,7 +450,7 @@ def check_cross(values, model):
         valid = values["valid_metric"]
         allowed = _valid_metric_names(values["metrics"], values["topk"])
         if not isinstance(valid, str) or valid.lower() not in allowed:
-            shown = ", ".join(allowed[:12]) + (", ..." if len(allowed) > 12 else "")
+            shown = ", ".join(allowed[:24]) + (", ..." if len(allowed) > 24 else "")
             raise RecboleGTCError(f"valid_metric={valid!r}: must be one of the evaluated metrics ({shown})")
     if model == "GTC":
         if _is_number(values.get("beta_start")) and _is_number(values.get("beta_end")):

@@ -54,7 +54,8 @@ CATALOGUE = [
     ("GTC", "--zzzz=1", "unknown key 'zzzz' (not a RecBole, recbole-gtc or dataset key)"),
     ("BPR", "--valid_metric=Recall@30",
      "valid_metric='Recall@30': must be one of the evaluated metrics (recall@5, recall@10, recall@20, recall@50, "
-     "ndcg@5, ndcg@10, ndcg@20, ndcg@50, precision@5, precision@10, precision@20, precision@50, ...)"),
+     "ndcg@5, ndcg@10, ndcg@20, ndcg@50, precision@5, precision@10, precision@20, precision@50, map@5, map@10, "
+     "map@20, map@50)"),
     ("BPR", "--metrics=['Recal']", "metrics=['Recal']: 'Recal' is not a RecBole metric (known: auc, "
      "averagepopularity, gauc, giniindex, hit, itemcoverage, logloss, mae, map, mrr, ndcg, precision, recall, "
      "rmse, shannonentropy, tailpercentage)"),

@@ -65,7 +65,8 @@ def check_atomic_file(path, name, separator="\t", encoding="utf-8"):
             )
         raise RecboleGTCError(
             f"{path}: not RecBole atomic format: header columns have no ':type' (got {' '.join(plain)!r}, "
-            f"expected e.g. user_id:token{separator!r}item_id:token); " + _import_hint(name)
+            f"expected e.g. 'user_id:token item_id:token'); write name:type headers, or "
+            + _import_hint(name).replace("convert", "import")
         )
     fields = []
     for column in columns:
