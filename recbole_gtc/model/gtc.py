@@ -90,7 +90,7 @@ class GTC(GeneralRecommender):
             "embedding_size", "reg_weight", "tc_weight", "diff_weight", "noise_steps", "beta_start", "beta_end",
             "eval_noise_seed", "logit_scale_init", "tc_chunk_size", "gate_temperature", "knn_k", "n_mm_layers",
             "user_graph_k", "knn_chunk_size", "use_diffusion", "use_tc", "tc_mode", "tc_scope", "use_gate",
-            "train_denoiser",
+            "train_denoiser", "tc_candidates",
         ]
         missing = [k for k in keys if config[k] is None]
         if missing:
@@ -99,8 +99,10 @@ class GTC(GeneralRecommender):
             setattr(self, key, config[key])
         if self.tc_mode not in ("symile", "pairwise"):
             raise RecboleGTCError(f"tc_mode must be symile or pairwise, got '{self.tc_mode}'")
-        if self.tc_scope not in ("all", "batch"):
-            raise RecboleGTCError(f"tc_scope must be all or batch, got '{self.tc_scope}'")
+        if self.tc_scope not in ("all", "batch", "sampled"):
+            raise RecboleGTCError(f"tc_scope must be all, batch or sampled, got '{self.tc_scope}'")
+        if int(self.tc_candidates) < 1:
+            raise RecboleGTCError(f"tc_candidates must be >= 1, got {self.tc_candidates}")
         self.eval_timestep = config["eval_timestep"] or self.noise_steps // 2
         if not 1 <= self.eval_timestep < self.noise_steps:
             raise RecboleGTCError(f"eval_timestep must be in [1, {self.noise_steps - 1}], got {self.eval_timestep}")
@@ -202,6 +204,13 @@ class GTC(GeneralRecommender):
 
         # Each view: [P_view ; item view] row-normalised, propagated over the user-item graph.
         # All views go through the sparse product together (one (U+I) x V*d matrix).
+        # The graph part runs in float32 even under mixed precision: sparse products are
+        # memory-bound (nothing to gain) and their backward refuses mixed dtypes.
+        with torch.autocast(e.device.type, enabled=False):
+            return self._propagate_views(e, e_gated.float(), [c.float() for c in content], denoised, diff_loss)
+
+    def _propagate_views(self, e, e_gated, content, denoised, diff_loss):
+        """Steps 4-6 of the class docstring (float32); arguments and result as in :meth:`forward`."""
         x = torch.cat(
             [F.normalize(torch.cat([self.user_preference[v], item_view]), dim=1)
              for v, item_view in zip(self.views, [e_gated] + content)],
@@ -242,20 +251,51 @@ class GTC(GeneralRecommender):
             loss = loss + self.diff_weight * out["diff_loss"]
         return loss
 
+    def tc_items(self, batch_items):
+        """Which items the TC loss sees this step.
+
+        Args:
+            batch_items (LongTensor): item ids of the batch (positives and negatives).
+
+        Returns:
+            (LongTensor or slice, LongTensor or None): ``cols``, the items whose views form
+            the loss's candidate set (``n`` of them), and ``rows``, the ``(r,)`` positions
+            within ``cols`` of the rows the loss averages over (``None``: all ``n``).
+
+            * ``all``: every real item (row 0 is padding), rows = columns, ``O(I^2)``.
+            * ``batch``: the batch's unique items, rows = columns, ``O(B^2)``.
+            * ``sampled``: rows are the batch's unique items; columns are those plus a fresh
+              uniform sample (without replacement, torch's global generator, so seeded runs
+              repeat) of ``tc_candidates`` real items, ``O(B (B + N))``. Each row keeps its own
+              positive; every other column is a negative, as in ``all``.
+        """
+        if self.tc_scope == "all":
+            return slice(1, None), None
+        batch = torch.unique(batch_items)
+        if self.tc_scope == "batch":
+            return batch, None
+        n_real = self.n_items - 1
+        if self.tc_candidates >= n_real:
+            sample = torch.arange(1, self.n_items, device=batch.device)
+        else:
+            sample = torch.randperm(n_real, device=batch.device)[: self.tc_candidates] + 1
+        cols = torch.unique(torch.cat([batch, sample]))  # sorted, so rows are found by binary search
+        return cols, torch.searchsorted(cols, batch)
+
     def tc_loss(self, out, batch_items):
         """Total correlation over the ID view (before the gate) and every denoised content view.
 
         Args:
             out (dict): :meth:`forward`'s output.
-            batch_items (LongTensor): item ids of the batch, used when ``tc_scope`` is ``batch``.
+            batch_items (LongTensor): item ids of the batch (used unless ``tc_scope`` is ``all``).
         """
-        rows = torch.unique(batch_items) if self.tc_scope == "batch" else slice(1, None)  # skip padding row 0
-        views = [F.normalize(out["id"][rows], dim=1)]
-        views += [F.normalize(out["denoised"][m][rows], dim=1) for m in self.modalities]
+        cols, rows = self.tc_items(batch_items)
+        views = [F.normalize(out["id"][cols], dim=1)]
+        views += [F.normalize(out["denoised"][m][cols], dim=1) for m in self.modalities]
         scale = self.logit_scale.exp()
         if self.tc_mode == "pairwise":
-            return pairwise_infonce_loss(views, scale, chunk_size=self.tc_chunk_size)
-        return symile_loss(views, scale, chunk_size=self.tc_chunk_size)
+            return pairwise_infonce_loss(views, scale, chunk_size=self.tc_chunk_size, rows=rows)
+        return symile_loss(views, scale, chunk_size=self.tc_chunk_size, rows=rows)
 
     # ------------------------------------------------------------------ evaluation
     def train(self, mode=True):

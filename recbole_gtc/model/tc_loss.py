@@ -1,56 +1,192 @@
-"""Total-correlation loss (Symile) and the pairwise-InfoNCE ablation, computed in row chunks.
+"""Total-correlation loss (Symile) and the pairwise-InfoNCE ablation, fused and chunked.
 
 Both losses are a mean over rows of a softmax cross-entropy whose logits row i is
-``s * <a_i, candidate_j>`` for ``j != i`` and a separate positive logit at ``j = i``.
-Rows are processed ``chunk_size`` at a time: each chunk builds a ``(c, n)`` logits
-block, overwrites its diagonal entries by index and reduces it with logsumexp.
-When gradients are needed and there is more than one chunk, each chunk runs under
-activation checkpointing, so autograd keeps no ``(c, n)`` block alive between
-chunks and peak memory stays ``O(chunk_size * n)`` instead of ``O(n * n)``.
+``s * <a_i, candidate_j>`` for every candidate column ``j`` except the row's target
+column ``t_i``, where a separate positive logit ``s * <a_i, p_i>`` takes its place.
+
+:class:`FusedChunkedCE` evaluates it ``chunk_size`` rows at a time, so memory is
+``O(chunk_size * n)``, never ``O(n * n)``. Because the loss is a scalar, its gradient
+with respect to every input is the upstream scalar times a fixed tensor: when
+gradients are needed the forward pass computes that tensor from the same logits
+block it already holds (softmax, then two products with it), and backward only
+rescales. Each block thus costs exactly three ``(c x d) x (d x n)``-sized matrix
+products (logits, anchor gradient, candidate gradient) and a few elementwise passes;
+no block is recomputed, copied or kept. The logsumexp and the sums run in float32
+whatever the compute dtype, so the loss is safe under ``torch.autocast`` (bf16/fp16).
 """
 
 import itertools
 
 import torch
-from torch.utils.checkpoint import checkpoint
+from torch.autograd.function import once_differentiable
+
+# A row's exponentials are summed after shifting by an upper bound of its logits
+# (no max pass over the block). Terms below float32's normal range (~1e-38, at most n
+# of them) are lost; while the row sum stays above this they are < 1e-6 of it. Below
+# it the chunk is redone with the exact row maximum.
+_MIN_SHIFTED_SUM = 1e-25
 
 
-def _chunk_ce_sum(anchor, rows, candidates, positives, scale):
-    """Summed cross-entropy of one row chunk.
+def _compute_dtype(device_type, dtype):
+    """The dtype of the big matrix products: autocast's lower precision when autocast is on."""
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return dtype
+
+
+def _put_targets(block, values, start, targets):
+    """Write ``values`` (c,) at each row's target column of ``block`` (c, n), in place."""
+    if targets is None:  # rows start..stop target columns start..stop: a diagonal view
+        block.diagonal(offset=start).copy_(values)
+    else:
+        block[torch.arange(block.shape[0], device=block.device), targets] = values.to(block.dtype)
+
+
+def _take_targets(block, start, targets):
+    """Each row's entry at its target column, ``(c,)`` in the block's dtype (a copy)."""
+    if targets is None:
+        return block.diagonal(offset=start).clone()
+    return block[torch.arange(block.shape[0], device=block.device), targets]
+
+
+def _shifted_exp(sa1, q1, pos, start, targets, bound):
+    """One chunk's ``exp(L - shift)`` block, with the shift folded into the product.
 
     Args:
-        anchor (Tensor): ``(c, d)`` anchor rows ``a_i`` of the chunk.
-        rows (LongTensor): ``(c,)`` the chunk rows' global indices (their targets).
-        candidates (Tensor): ``(n, d)``; off-diagonal logits are ``s * <a_i, candidates_j>``.
-        positives (Tensor): ``(c, d)``; the diagonal logit is ``s * <a_i, positives_i>``.
-        scale (Tensor): scalar ``s``.
+        sa1 (Tensor): ``(c, d + 1)`` compute dtype, ``[s a_i, .]``; its last column is overwritten.
+        q1 (Tensor): ``(n, d + 1)`` compute dtype, ``[q_j, 1]``.
+        pos (Tensor): ``(c,)`` accumulation dtype, the positive logits.
+        start (int): the chunk's first row (for diagonal targets).
+        targets (LongTensor or None): ``(c,)`` target columns, ``None`` for the diagonal.
+        bound (Tensor or None): ``(c,)`` an upper bound of each row's logits, used as the
+            shift; ``None`` shifts by the exact row maximum (one more pass over the block).
 
     Returns:
-        Tensor: scalar, ``sum_i [logsumexp_j L_ij - L_ii]`` over the chunk.
+        (Tensor, Tensor): the ``(c, n)`` block ``exp(L - shift)`` (targets hold the positive)
+        and the shift actually applied ``(c,)`` in the accumulation dtype.
     """
-    logits = scale * (anchor @ candidates.T)  # (c, n)
-    positive = scale * (anchor * positives).sum(-1)  # (c,)
-    local = torch.arange(rows.numel(), device=rows.device)
-    logits = logits.index_put((local, rows), positive)
-    return (torch.logsumexp(logits, dim=1) - positive).sum()
+    if bound is not None:
+        # [s a_i, -shift_i] . [q_j, 1] = L_ij - shift_i: the product writes the shifted block directly.
+        sa1[:, -1] = -bound
+        applied = -sa1[:, -1].to(pos.dtype)  # the shift as rounded to the compute dtype
+        block = sa1 @ q1.T
+        _put_targets(block, pos - applied, start, targets)
+    else:
+        sa1[:, -1] = 0
+        block = sa1 @ q1.T
+        _put_targets(block, pos, start, targets)
+        applied = block.amax(dim=1).to(pos.dtype)
+        block.sub_(applied.to(block.dtype).unsqueeze(1))
+    return block.exp_(), applied
 
 
-def _chunked_ce(anchor, candidates, positives, scale, chunk_size):
-    """Mean over the ``n`` rows of :func:`_chunk_ce_sum`, chunk by chunk; all inputs as there but full-length."""
-    n = anchor.shape[0]
+class FusedChunkedCE(torch.autograd.Function):
+    """``mean_i [logsumexp_j L_ij - L_i,t_i]`` with ``L_ij = s <a_i, q_j>`` and ``L_i,t_i = s <a_i, p_i>``.
+
+    Forward inputs:
+        anchor (Tensor): ``(r, d)`` rows ``a_i``.
+        candidates (Tensor): ``(n, d)`` columns ``q_j``.
+        positives (Tensor): ``(r, d)``; row i's positive logit is ``s <a_i, p_i>``.
+        scale (Tensor): scalar ``s``.
+        targets (LongTensor or None): ``(r,)`` target column of each row in ``[0, n)``;
+            ``None`` means ``r == n`` and row i targets column i.
+        chunk_size (int): rows per logits block.
+
+    Returns a float32 (float64 for float64 inputs) scalar. Gradients for anchor,
+    candidates, positives and scale; not twice differentiable.
+
+    Per block of c rows: ``E = exp(L - shift)`` (one product, then one in-place pass),
+    ``E [q, 1]`` gives both ``sum_j E_ij q_j`` and the row sums (second product), and
+    ``E^T a`` the candidates' gradient (third product). The target entries are zeroed
+    before the last two, so nothing is subtracted afterwards (no cancellation when
+    the positive dominates).
+    """
+
+    @staticmethod
+    def forward(ctx, anchor, candidates, positives, scale, targets, chunk_size):
+        with_grad = any(ctx.needs_input_grad[:4])
+        r, d = anchor.shape
+        n = candidates.shape[0]
+        device, device_type = anchor.device, anchor.device.type
+        compute = _compute_dtype(device_type, anchor.dtype)
+        if torch.float64 in (anchor.dtype, candidates.dtype, positives.dtype):
+            compute = torch.float64
+        acc = torch.float64 if compute == torch.float64 else torch.float32
+        with torch.autocast(device_type, enabled=False):
+            s = scale.detach().to(acc)
+            a = anchor.detach().to(acc)
+            p = positives.detach().to(acc)
+            q = candidates.detach().to(acc)
+            q1 = torch.cat([q, q.new_ones(n, 1)], dim=1).to(compute)  # (n, d + 1)
+            sa1 = torch.cat([s * a, a.new_zeros(r, 1)], dim=1).to(compute)  # scale folded into the small factor
+            pos_raw = (a * p).sum(-1)  # (r,) <a_i, p_i>
+            pos = s * pos_raw
+            # |L_ij| <= |s| |a_i| max_j |q_j|: a per-row shift that can never overflow exp.
+            bound = torch.maximum(s.abs() * a.norm(dim=1) * q.norm(dim=1).max(), pos)
+            exact_max = compute == torch.float16  # fp16's range is too small for a loose shift
+            lse = torch.empty(r, dtype=acc, device=device)
+            if with_grad:
+                grad_a = torch.empty(r, d, dtype=acc, device=device)
+                grad_q = torch.zeros(n, d, dtype=acc, device=device)
+                coef = torch.empty(r, dtype=acc, device=device)
+                grad_s = torch.zeros((), dtype=acc, device=device)
+            for start in range(0, r, chunk_size):
+                stop = min(start + chunk_size, r)
+                tgt = None if targets is None else targets[start:stop]
+                sa1_c = sa1[start:stop]
+                for attempt_exact in ((True,) if exact_max else (False, True)):
+                    block, applied = _shifted_exp(
+                        sa1_c, q1, pos[start:stop], start, tgt, None if attempt_exact else bound[start:stop]
+                    )
+                    e_t = _take_targets(block, start, tgt).to(acc)  # (c,) the positive's exp
+                    if with_grad:
+                        _put_targets(block, torch.zeros_like(e_t), start, tgt)  # the target is not a q_j
+                        out = (block @ q1).to(acc)  # (c, d + 1): [sum_{j != t} E_ij q_j, sum_{j != t} E_ij]
+                        total = out[:, d] + e_t
+                    else:
+                        total = block.sum(dim=1, dtype=acc)
+                    # A loose shift can push every exp below float32's range: redo with the exact maximum.
+                    if attempt_exact or bool((total >= _MIN_SHIFTED_SUM).all()):
+                        break
+                lse[start:stop] = applied + total.log()
+                if not with_grad:
+                    continue
+                inv = 1.0 / total  # (c,) the softmax is E * inv, row-wise
+                rq = out[:, :d] * inv.unsqueeze(1)  # (c, d) sum_{j != t} softmax_ij q_j
+                a_c = a[start:stop]
+                # d loss_i / d L_ij = softmax_ij - [j = t_i]; chain through L_ij = s <a_i, q_j>.
+                grad_q += (block.T @ (a_c * inv.unsqueeze(1)).to(compute)).to(acc)
+                c_t = e_t * inv - 1.0  # softmax at the target minus one
+                grad_a[start:stop] = rq + c_t.unsqueeze(1) * p[start:stop]
+                coef[start:stop] = c_t
+                grad_s += (a_c * rq).sum() + (c_t * pos_raw[start:stop]).sum()
+            loss = (lse - pos).mean()
+        if with_grad:
+            # Per unit upstream gradient: d/da = s/r (rq + (p_t - 1) p), d/dq = s/r sum_i softmax_i a_i
+            # (targets excluded), d/dp = s/r (p_t - 1) a, d/ds = 1/r sum_i (sum_j softmax_ij <a_i, q_j>
+            # + (p_t - 1) <a_i, p_i>). The loss is a scalar, so backward only multiplies these.
+            ctx.save_for_backward(grad_a * (s / r), grad_q * (s / r), coef.unsqueeze(1) * a * (s / r), grad_s / r)
+            ctx.dtypes = (anchor.dtype, candidates.dtype, positives.dtype, scale.dtype)
+        return loss
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        grad_a, grad_q, grad_p, grad_s = ctx.saved_tensors
+        g = grad_out.to(grad_a.dtype)
+        outs = []
+        for flag, grad, dtype in zip(ctx.needs_input_grad[:4], (grad_a, grad_q, grad_p, grad_s), ctx.dtypes):
+            outs.append((grad * g).to(dtype) if flag else None)
+        return (*outs, None, None)
+
+
+def chunked_ce(anchor, candidates, positives, scale, chunk_size, targets=None):
+    """Mean over rows of the cross-entropy of :class:`FusedChunkedCE` (see there for shapes)."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    use_checkpoint = torch.is_grad_enabled() and n > chunk_size
-    total = anchor.new_zeros(())
-    for start in range(0, n, chunk_size):
-        stop = min(start + chunk_size, n)
-        rows = torch.arange(start, stop, device=anchor.device)
-        args = (anchor[start:stop], rows, candidates, positives[start:stop], scale)
-        if use_checkpoint:
-            total = total + checkpoint(_chunk_ce_sum, *args, use_reentrant=False)
-        else:
-            total = total + _chunk_ce_sum(*args)
-    return total / n
+    if targets is None and anchor.shape[0] != candidates.shape[0]:
+        raise ValueError("without targets, anchor and candidates need the same number of rows")
+    return FusedChunkedCE.apply(anchor, candidates, positives, scale, targets, int(chunk_size))
 
 
 def _check_views(views):
@@ -61,7 +197,16 @@ def _check_views(views):
         raise ValueError(f"all views must share one (n, d) shape, got {[tuple(v.shape) for v in views]}")
 
 
-def symile_loss(views, logit_scale, chunk_size=1024, generator=None, perms=None):
+def _check_rows(rows, n):
+    if rows is None:
+        return None
+    rows = torch.as_tensor(rows, dtype=torch.long)
+    if rows.dim() != 1 or rows.numel() == 0 or int(rows.min()) < 0 or int(rows.max()) >= n:
+        raise ValueError(f"rows must be a non-empty 1-D index into {n} rows")
+    return rows
+
+
+def symile_loss(views, logit_scale, chunk_size=1024, generator=None, perms=None, rows=None):
     """Symile total-correlation loss with "n" negatives (one permutation per other view).
 
     For each anchor view ``a``, with the other views ``b, c, ...`` in view order and
@@ -78,6 +223,8 @@ def symile_loss(views, logit_scale, chunk_size=1024, generator=None, perms=None)
             is not given, anchor by anchor, other views in view order.
         perms (list of list of LongTensor, optional): ``perms[a][k]`` is the ``(n,)``
             permutation of the k-th other view of anchor ``a``.
+        rows (LongTensor, optional): ``(r,)`` the rows i the mean runs over (each still
+            against all n columns ``j``); default all n. With ``rows``, cost is ``O(r * n)``.
 
     Returns:
         Tensor: scalar loss.
@@ -85,6 +232,9 @@ def symile_loss(views, logit_scale, chunk_size=1024, generator=None, perms=None)
     _check_views(views)
     n = views[0].shape[0]
     device = views[0].device
+    rows = _check_rows(rows, n)
+    if rows is not None:
+        rows = rows.to(device)
     losses = []
     for a, anchor in enumerate(views):
         others = [v for b, v in enumerate(views) if b != a]
@@ -96,15 +246,18 @@ def symile_loss(views, logit_scale, chunk_size=1024, generator=None, perms=None)
                 torch.randperm(n, generator=generator, device=perm_device).to(device) for _ in others
             ]
         negatives = others[0][anchor_perms[0]]
-        positives = others[0]
         for other, perm in zip(others[1:], anchor_perms[1:]):
             negatives = negatives * other[perm]
+        picked = others if rows is None else [v[rows] for v in others]
+        positives = picked[0]
+        for other in picked[1:]:
             positives = positives * other
-        losses.append(_chunked_ce(anchor, negatives, positives, logit_scale, chunk_size))
+        rows_a = anchor if rows is None else anchor[rows]
+        losses.append(chunked_ce(rows_a, negatives, positives, logit_scale, chunk_size, targets=rows))
     return torch.stack(losses).mean()
 
 
-def pairwise_infonce_loss(views, logit_scale, chunk_size=1024):
+def pairwise_infonce_loss(views, logit_scale, chunk_size=1024, rows=None):
     """Sum over unordered view pairs of the symmetric CLIP InfoNCE.
 
     For a pair ``(a, b)``: ``0.5 * (CE(s a b^T, diag) + CE(s b a^T, diag))``.
@@ -113,14 +266,24 @@ def pairwise_infonce_loss(views, logit_scale, chunk_size=1024):
         views (list of Tensor): V >= 2 tensors ``(n, d)``, already L2-normalised.
         logit_scale (Tensor): scalar ``s`` (already exponentiated).
         chunk_size (int): rows of logits held at once.
+        rows (LongTensor, optional): ``(r,)`` rows the means run over, each against all
+            n columns (see :func:`symile_loss`); default all n.
 
     Returns:
         Tensor: scalar loss.
     """
     _check_views(views)
-    total = views[0].new_zeros(())
+    rows = _check_rows(rows, views[0].shape[0])
+    if rows is not None:
+        rows = rows.to(views[0].device)
+
+    def ce(x, y):
+        if rows is None:
+            return chunked_ce(x, y, y, logit_scale, chunk_size)
+        return chunked_ce(x[rows], y, y[rows], logit_scale, chunk_size, targets=rows)
+
+    total = None
     for a, b in itertools.combinations(views, 2):
-        total = total + 0.5 * (
-            _chunked_ce(a, b, b, logit_scale, chunk_size) + _chunked_ce(b, a, a, logit_scale, chunk_size)
-        )
+        term = 0.5 * (ce(a, b) + ce(b, a))
+        total = term if total is None else total + term
     return total
