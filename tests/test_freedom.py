@@ -1,0 +1,195 @@
+"""FREEDOM: shapes, degree-sensitive edge pruning (counts, probabilities, normalisation),
+frozen item graph, deterministic never-stale evaluation, learning on planted data."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from recbole.utils import init_seed
+
+from recbole_gtc.data import create_dataset, data_preparation
+from recbole_gtc.model.freedom import FREEDOM, degree_sensitive_values, pruned_adjacency, sample_edges
+from recbole_gtc.utils import RecboleGTCError
+from planted import planted_roots, recall, train
+from toydata import config_for, random_splits, write_dataset
+
+N_USERS, N_ITEMS = 40, 30
+
+
+def _features(names, seed=0):
+    rng = np.random.default_rng(seed)
+    return {m: rng.normal(size=(N_ITEMS, 5 + i)).astype(np.float32) for i, m in enumerate(names)}
+
+
+def _build(tmp_path, modalities=("image", "text"), **overrides):
+    if not (tmp_path / "mm").exists():
+        write_dataset(tmp_path, "mm", random_splits(N_USERS, N_ITEMS), _features(modalities), N_ITEMS)
+    overrides.setdefault("train_batch_size", 64)
+    overrides.setdefault("knn_k", 4)
+    config = config_for(tmp_path, "mm", model="FREEDOM", **overrides)
+    dataset = create_dataset(config)
+    train_data, _, _ = data_preparation(config, dataset)
+    torch.manual_seed(0)
+    return FREEDOM(config, train_data.dataset), train_data
+
+
+@pytest.mark.parametrize("modalities", [("image",), ("image", "text"), ("image", "text", "audio")])
+def test_shapes_and_gradients_for_any_number_of_modalities(tmp_path, modalities):
+    model, train_data = _build(tmp_path, modalities)
+    users, items = model.forward(model.norm_adj)
+    assert users.shape == (N_USERS + 1, 64) and items.shape == (N_ITEMS + 1, 64)
+    model.train()
+    model.calculate_loss(next(iter(train_data))).backward()
+    for name, p in model.named_parameters():
+        if name.startswith("projections.") and name.endswith(".bias"):
+            # <u, W x_p + b> - <u, W x_n + b>: the bias cancels in the modality BPR terms (as released).
+            assert p.grad is None or p.grad.abs().sum() == 0, name
+            continue
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_frozen_features_get_no_gradient(tmp_path):
+    model, train_data = _build(tmp_path, train_features=False)
+    model.calculate_loss(next(iter(train_data))).backward()
+    assert all(p.grad is None for p in model.features.values())
+    assert model.projections["image"].weight.grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------- degree-sensitive pruning
+# A star-shaped graph: user 0 has 4 items, users 1 and 2 one each, so 1/sqrt(d_u d_i) differs a lot.
+STAR_USERS = torch.tensor([0, 0, 0, 0, 1, 2])
+STAR_ITEMS = torch.tensor([0, 1, 2, 3, 0, 4])
+
+
+def test_edge_values_are_inverse_sqrt_degree_products():
+    values = degree_sensitive_values(STAR_USERS, STAR_ITEMS, 3, 5)
+    deg_u, deg_i = [4, 1, 1], [2, 1, 1, 1, 1]
+    expected = [1 / np.sqrt(deg_u[u] * deg_i[i]) for u, i in zip(STAR_USERS.tolist(), STAR_ITEMS.tolist())]
+    assert np.allclose(values.numpy(), expected)
+
+
+def _exact_inclusion(p, n_keep):
+    """Inclusion probability of each edge under sequential weighted sampling without replacement."""
+    p = np.asarray(p, dtype=np.float64)
+    inclusion = np.zeros(len(p))
+    for order in itertools.permutations(range(len(p)), n_keep):
+        prob, left = 1.0, p.sum()
+        for e in order:
+            prob *= p[e] / left
+            left -= p[e]
+        inclusion[list(order)] += prob
+    return inclusion
+
+
+@pytest.mark.parametrize("n_keep", [1, 2, 4])
+def test_pruning_samples_edges_by_degree_sensitive_probabilities(n_keep):
+    values = degree_sensitive_values(STAR_USERS, STAR_ITEMS, 3, 5)
+    generator = torch.Generator().manual_seed(0)
+    draws = 20000
+    counts = np.zeros(len(values))
+    for _ in range(draws):
+        keep = sample_edges(values, n_keep, generator)
+        assert len(keep) == n_keep and len(set(keep.tolist())) == n_keep  # exact count, no duplicates
+        counts[keep.numpy()] += 1
+    expected = _exact_inclusion(values.numpy(), n_keep)
+    assert np.allclose(counts.sum(), draws * n_keep)
+    assert np.abs(counts / draws - expected).max() < 0.015, (counts / draws, expected)
+    # The degree matters: uniform sampling would give n_keep / E everywhere.
+    assert np.abs(expected - n_keep / len(values)).max() > 0.05
+
+
+def test_pruned_graph_is_renormalised_by_kept_degrees():
+    keep = torch.tensor([0, 1, 4])
+    adj = pruned_adjacency(STAR_USERS, STAR_ITEMS, keep, 3, 5).to_dense().numpy()
+    a = np.zeros((8, 8))
+    for e in keep.tolist():
+        u, i = STAR_USERS[e].item(), STAR_ITEMS[e].item() + 3
+        a[u, i] = a[i, u] = 1
+    deg = a.sum(1)
+    inv = np.where(deg > 0, deg, 1) ** -0.5 * (deg > 0)
+    assert np.allclose(adj, inv[:, None] * a * inv[None, :], atol=1e-6)
+
+
+def test_model_prunes_the_expected_share_each_epoch(tmp_path):
+    model, _ = _build(tmp_path, dropout=0.8)
+    n_edges = len(model.edge_values)
+    assert n_edges == N_USERS * 6  # distinct training edges (6 per user)
+    drawn = []
+    for epoch in range(3):
+        model.on_epoch_start(epoch)
+        adj = model.masked_adj.coalesce()
+        # int(E * (1 - dropout)) as released (240 * (1 - 0.8) is 47.99..., so 47), both directions each.
+        assert adj._nnz() == 2 * int(n_edges * (1 - 0.8)) == 2 * 47
+        drawn.append(set(map(tuple, adj.indices().T.tolist())))
+    assert drawn[0] != drawn[1]  # re-drawn every epoch
+    model.on_epoch_start(0)
+    assert set(map(tuple, model.masked_adj.coalesce().indices().T.tolist())) == drawn[0]  # (seed, epoch) fixes it
+    off, _ = _build(tmp_path, dropout=0.0)
+    assert off.masked_adj is off.norm_adj
+
+
+def test_evaluation_uses_the_full_graph_and_is_never_stale(tmp_path):
+    model, train_data = _build(tmp_path)
+    users = {"user_id": torch.arange(1, N_USERS + 1)}
+    model.eval()
+    first = model.full_sort_predict(users)
+    u, i = model.forward(model.norm_adj)
+    assert torch.allclose(first, u[1:] @ i.T)
+    model.on_epoch_start(5)  # a new pruned training graph does not change evaluation
+    model.train()
+    model.eval()
+    assert torch.equal(first, model.full_sort_predict(users))
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.calculate_loss(next(iter(train_data))).backward()
+    optimizer.step()
+    model.eval()
+    assert not torch.allclose(first, model.full_sort_predict(users))
+
+
+def test_item_graph_is_frozen_and_from_raw_features(tmp_path):
+    model, train_data = _build(tmp_path)
+    before = model.item_graph.to_dense().clone()
+    assert before[0].abs().sum() == 0 and before[:, 0].abs().sum() == 0  # padding item
+    assert torch.allclose(before[1:].sum(1), torch.ones(N_ITEMS))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-1)
+    model.calculate_loss(next(iter(train_data))).backward()
+    optimizer.step()
+    assert torch.equal(before, model.item_graph.to_dense())
+    assert not any(p is model.item_graph for p in model.parameters())
+
+
+def test_same_seed_same_training(tmp_path):
+    def run():
+        init_seed(999, True)
+        model, train_data = _build(tmp_path)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        model.train()
+        for epoch in range(2):
+            model.on_epoch_start(epoch)
+            for batch in train_data:
+                optimizer.zero_grad()
+                model.calculate_loss(batch).backward()
+                optimizer.step()
+        model.eval()
+        return model.full_sort_predict({"user_id": torch.arange(1, N_USERS + 1)})
+
+    assert torch.equal(run(), run())
+
+
+def test_bad_configs_fail_clearly(tmp_path):
+    with pytest.raises(RecboleGTCError, match="feat_embed_dim"):
+        _build(tmp_path, feat_embed_dim=32)
+    with pytest.raises(RecboleGTCError, match="dropout"):
+        _build(tmp_path, dropout=1.0)
+
+
+def test_content_helps_on_planted_data(tmp_path, tmp_path_factory):
+    """Same interactions, same seed: real features beat features permuted across items, and both
+    the popularity baseline."""
+    roots = planted_roots(tmp_path_factory)
+    real = recall(train("FREEDOM", roots["real"], tmp_path))
+    permuted = recall(train("FREEDOM", roots["permuted"], tmp_path))
+    pop = recall(train("Pop", roots["real"], tmp_path))
+    assert real > permuted + 0.01 and real > pop + 0.1, (real, permuted, pop)
