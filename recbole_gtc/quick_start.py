@@ -10,7 +10,7 @@ from recbole.utils import init_seed, set_color
 from recbole_gtc.config import MMConfig
 from recbole_gtc.data import create_dataset, data_preparation
 from recbole_gtc.data.utils import check_dataset_files
-from recbole_gtc.run import Run, init_run_logger
+from recbole_gtc.run import Run, check_output_dir, init_run_logger
 from recbole_gtc.trainer import build_trainer
 from recbole_gtc.utils import get_model, get_trainer
 from recbole_gtc.validation import validate_config
@@ -28,6 +28,9 @@ def load_config(model, dataset, config_file_list=None, config_dict=None, cmd_arg
     config = MMConfig(model, dataset, config_file_list, config_dict, cmd_args=cmd_args or [])
     validate_config(config)  # unknown keys and bad values (recbole_gtc.validation)
     check_dataset_files(config)
+    for key in ("checkpoint_dir", "graph_cache_dir"):
+        if config[key]:
+            check_output_dir(config[key], key)
     return config
 
 
@@ -62,7 +65,10 @@ def run_recbole_gtc(model, dataset, config_file_list=None, config_dict=None, sav
     try:
         result = _train_and_test(config, run, saved)
     except Exception:
-        run.fail()  # a KeyboardInterrupt keeps last.pth: the run can be resumed
+        # A failed run removes its checkpoints; a refused resume (nothing trained yet)
+        # leaves the interrupted run as it was. A KeyboardInterrupt keeps last.pth.
+        if not (run.resume_file and not run.training_started):
+            run.fail()
         raise
     run.finish(keep_best=saved)
     return result
@@ -92,6 +98,7 @@ def _train_and_test(config, run, saved):
     trainer = build_trainer(trainer_class, config, model_obj, run, train_data)
     if run.resume_file:
         trainer.resume(run.resume_file)
+    run.training_started = True
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )

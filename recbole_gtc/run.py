@@ -130,6 +130,7 @@ class Run:
         self.fingerprint = fingerprint_
         self.meta = meta
         self.resume_file = resume_file
+        self.training_started = False
 
     # ------------------------------------------------------------------ paths
     @property
@@ -176,6 +177,9 @@ class Run:
         run_dir = _find_resumable(root, digest) if resume is True else _check_resumable(resume, config, digest)
         with open(os.path.join(run_dir, RUN_FILE)) as handle:
             meta = json.load(handle)
+        for name in os.listdir(run_dir):  # a save the kill interrupted: the real file is intact
+            if name.endswith(".tmp"):
+                os.remove(os.path.join(run_dir, name))
         run = cls(run_dir, digest, meta, resume_file=os.path.join(run_dir, RESUME_CHECKPOINT))
         run._write_meta("running")
         return run

@@ -74,11 +74,12 @@ class RunTrainerMixin:
             "format": RESUME_FORMAT,
             "fingerprint": self.run.fingerprint,
             "epoch": epoch_idx,
-            "cur_step": self.cur_step,
+            "cur_step": int(self.cur_step),
             "best_valid_score": float(self.best_valid_score),
-            "best_valid_result": dict(self.best_valid_result or {}),
-            "train_loss_dict": dict(self.train_loss_dict),
-            "epoch_seconds": list(getattr(self, "epoch_seconds", [])),
+            # plain floats: RecBole's metrics are NumPy scalars, which weights_only loading refuses
+            "best_valid_result": {k: float(v) for k, v in (self.best_valid_result or {}).items()},
+            "train_loss_dict": {int(k): _plain(v) for k, v in self.train_loss_dict.items()},
+            "epoch_seconds": [float(x) for x in getattr(self, "epoch_seconds", [])],
             "state_dict": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "rng": _rng_state(generator),
@@ -119,15 +120,51 @@ class MMTrainer(RunTrainerMixin, Trainer):
     def __init__(self, config, model):
         super().__init__(config, model)
         self.epoch_seconds = []
+        self.amp_dtype = _amp_dtype(config["mixed_precision"], self.device.type)
+        if self.amp_dtype is not None:
+            # RecBole's _train_epoch already wraps the loss in torch.autocast(enabled=enable_amp)
+            # and steps through a GradScaler(enabled=enable_scaler); only the dtype is ours.
+            self.enable_amp = True
+            self.enable_scaler = self.amp_dtype == torch.float16  # fp16 needs loss scaling (CUDA only)
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         start = time.perf_counter()
         hook = getattr(self.model, "on_epoch_start", None)
         if callable(hook):
             hook(epoch_idx)
-        loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        with _autocast_dtype(self.device.type, self.amp_dtype):
+            loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         self.epoch_seconds.append(time.perf_counter() - start)
         return loss
+
+
+_AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _amp_dtype(mode, device_type):
+    """``mixed_precision`` (none | bf16 | fp16) -> the autocast dtype for training, or None."""
+    key = "none" if mode is None else str(mode).lower()
+    if key not in _AMP_DTYPES:
+        raise RecboleGTCError(f"mixed_precision={mode!r}: must be none, bf16 or fp16")
+    if key == "fp16" and device_type != "cuda":
+        # RecBole's GradScaler is CUDA-only; fp16 without loss scaling underflows gradients.
+        raise RecboleGTCError("mixed_precision=fp16 needs a CUDA device; use bf16 on CPU")
+    return _AMP_DTYPES[key]
+
+
+@contextlib.contextmanager
+def _autocast_dtype(device_type, dtype):
+    # RecBole's torch.autocast(device_type, enabled=...) takes its dtype from this
+    # per-device default; set it for the epoch and restore it afterwards.
+    if dtype is None:
+        yield
+        return
+    previous = torch.get_autocast_dtype(device_type)
+    torch.set_autocast_dtype(device_type, dtype)
+    try:
+        yield
+    finally:
+        torch.set_autocast_dtype(device_type, previous)
 
 
 def build_trainer(trainer_class, config, model, run, train_data=None):
@@ -157,6 +194,10 @@ def _tensorboard_under(folder):
         yield
     finally:
         recbole_trainer.get_tensorboard = original
+
+
+def _plain(value):
+    return tuple(float(v) for v in value) if isinstance(value, tuple) else float(value)
 
 
 def _rng_state(generator=None):

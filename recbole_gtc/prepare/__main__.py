@@ -1,4 +1,8 @@
-"""``python -m recbole_gtc.prepare {mmrec,synthetic,movielens} ...``; errors exit 2 with one line."""
+"""python -m recbole_gtc.prepare {mmrec,synthetic,movielens} ...
+
+Write a dataset folder that the runner can train on. Errors exit with status 2 and
+one line starting with "error:".
+"""
 
 import argparse
 import shlex
@@ -7,7 +11,7 @@ import sys
 from recbole_gtc.errors import RecboleGTCError
 from recbole_gtc.prepare.mmrec import import_mmrec
 from recbole_gtc.prepare.movielens import DEFAULT_SEED, build_movielens
-from recbole_gtc.prepare.synthetic import build_synthetic
+from recbole_gtc.prepare.synthetic import PRESETS, build_synthetic
 
 
 def _positive_int(text):
@@ -18,29 +22,40 @@ def _positive_int(text):
 
 
 def _parser():
-    parser = argparse.ArgumentParser(prog="python -m recbole_gtc.prepare", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m recbole_gtc.prepare", description=__doc__.split("\n", 1)[1].strip(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     mmrec = sub.add_parser("mmrec", help="import an MMRec-format folder (NAME.inter, image_feat.npy, text_feat.npy)")
     mmrec.add_argument("src_dir", help="the MMRec folder")
     mmrec.add_argument("--dataset", required=True, help="dataset name (NAME.inter in SRC_DIR)")
-    mmrec.add_argument("--out", default=None, help="output folder (default: <repo>/dataset/NAME)")
+    mmrec.add_argument("--out", default=None, help="output folder (default: ./dataset/NAME)")
+    mmrec.add_argument("--force", action="store_true", help="replace a non-empty output folder (never merges)")
     mmrec.add_argument("--drop-leaked", action="store_true",
                        help="keep a (user, item) pair found in several splits only in its earliest split "
                             "(default: refuse the folder)")
 
-    synth = sub.add_parser("synthetic", help="generate the planted synthetic multi-modal dataset")
+    sizes = "; ".join(
+        f"{name}: {p['users']:,} users, {p['items']:,} items, image {p['image_dim']}-d, text {p['text_dim']}-d"
+        for name, p in PRESETS.items()
+    )
+    synth = sub.add_parser("synthetic", help="generate the planted synthetic multi-modal dataset",
+                           description=f"Generate the planted synthetic dataset. Presets: {sizes}. "
+                                       "The same arguments give the same bytes.")
     synth.add_argument("--dataset", required=True, help="dataset name (synth-mm is the committed one)")
-    synth.add_argument("--preset", choices=("tiny", "small", "baby"), default="small")
+    synth.add_argument("--preset", choices=tuple(PRESETS), default="small",
+                       help="size preset (default: %(default)s; sizes above)")
     for flag in ("--users", "--items", "--image-dim", "--text-dim", "--min-inter"):
         synth.add_argument(flag, type=_positive_int, default=None, help="override the preset")
     synth.add_argument("--seed", type=int, default=None, help="random seed (default 2024)")
-    synth.add_argument("--out", default=None, help="output folder (default: <repo>/dataset/NAME)")
+    synth.add_argument("--out", default=None, help="output folder (default: ./dataset/NAME)")
+    synth.add_argument("--force", action="store_true", help="replace non-empty output folders (never merges)")
     synth.add_argument("--keep-raw", default=None, help="also keep the intermediate MMRec folder here")
 
     ml = sub.add_parser("movielens", help="build ml-100k-mm from RecBole's bundled MovieLens-100K")
     ml.add_argument("--seed", type=int, default=DEFAULT_SEED, help="split seed (default %(default)s)")
-    ml.add_argument("--out", default=None, help="output folder (default: <repo>/dataset/ml-100k-mm)")
+    ml.add_argument("--out", default=None, help="output folder (default: ./dataset/ml-100k-mm)")
+    ml.add_argument("--force", action="store_true", help="replace non-empty output folders (never merges)")
     ml.add_argument("--keep-raw", default=None, help="also keep the intermediate MMRec folder here")
     return parser
 
@@ -49,13 +64,13 @@ def _run(args, argv):
     if args.command == "mmrec":
         command = "python -m recbole_gtc.prepare " + shlex.join(argv)
         import_mmrec(args.src_dir, args.dataset, out_dir=args.out, provenance=[f"Written by: {command}"],
-                     drop_leaked=args.drop_leaked)
+                     drop_leaked=args.drop_leaked, force=args.force)
     elif args.command == "synthetic":
         build_synthetic(args.dataset, preset=args.preset, out_dir=args.out, keep_raw=args.keep_raw,
                         users=args.users, items=args.items, image_dim=args.image_dim,
-                        text_dim=args.text_dim, min_inter=args.min_inter, seed=args.seed)
+                        text_dim=args.text_dim, min_inter=args.min_inter, seed=args.seed, force=args.force)
     else:
-        build_movielens(out_dir=args.out, keep_raw=args.keep_raw, seed=args.seed)
+        build_movielens(out_dir=args.out, keep_raw=args.keep_raw, seed=args.seed, force=args.force)
 
 
 def main(argv=None):

@@ -22,6 +22,8 @@ MMRec folder with :func:`write_mmrec_folder` and import it through the same
 path, with the split made by :func:`random_split_labels`.
 """
 
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -30,7 +32,7 @@ import pandas as pd
 
 from recbole_gtc.data.features import first_line, load_feature_matrix
 from recbole_gtc.errors import DatasetImportError
-from recbole_gtc.utils import DEFAULT_DATA_PATH
+from recbole_gtc.run import expand_path
 
 REQUIRED_COLUMNS = ("userID", "itemID", "rating", "timestamp", "x_label")
 DEFAULT_MODALITIES = {"image": "image_feat.npy", "text": "text_feat.npy"}
@@ -239,24 +241,61 @@ def _write_yaml(path, modalities, provenance):
     path.write_text("\n".join(lines) + "\n")
 
 
-def _write_outputs(out, name, df, n_items, feats, modalities, provenance):
-    out.mkdir(parents=True, exist_ok=True)
-    for label, split in enumerate(SPLITS):
-        _write_atomic(df[df["x_label"] == label], out / f"{name}.{split}.inter")
-    items = pd.DataFrame({"item_id:token": np.arange(n_items)})
-    items.to_csv(out / f"{name}.item", sep="\t", index=False, lineterminator="\n")
-    for mod, feat in feats.items():
-        np.save(out / modalities[mod], np.ascontiguousarray(feat, dtype=np.float32))
-    _write_yaml(out / f"{name}.yaml", modalities, provenance)
+def check_output_folder(out, force=False):
+    """Refuse to write a dataset where one would be overwritten or merged.
+
+    An absent or empty folder is fine; a non-empty one only with ``force`` (which
+    replaces it, never merges). A file in the way, a parent that cannot be written or a
+    name the file system rejects is an error naming ``out``.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DatasetImportError(f"{out}: output path is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise DatasetImportError(f"{out}: output folder is not empty (use --force to replace it)")
+    parent = out.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatasetImportError(f"{parent}: cannot create the output folder's parent ({exc.strerror or exc})") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DatasetImportError(f"{parent}: not writable")
+    if len(out.name.encode()) > 200:
+        raise DatasetImportError(f"{out}: folder name too long ({len(out.name.encode())} bytes)")
+
+
+def _write_outputs(out, name, df, n_items, feats, modalities, provenance, force=False):
+    # Everything is written to a temporary sibling and renamed into place when complete,
+    # so an import killed half way leaves nothing under ``out`` that loads as a dataset.
+    check_output_folder(out, force)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        for label, split in enumerate(SPLITS):
+            _write_atomic(df[df["x_label"] == label], tmp / f"{name}.{split}.inter")
+        items = pd.DataFrame({"item_id:token": np.arange(n_items)})
+        items.to_csv(tmp / f"{name}.item", sep="\t", index=False, lineterminator="\n")
+        for mod, feat in feats.items():
+            np.save(tmp / modalities[mod], np.ascontiguousarray(feat, dtype=np.float32))
+        _write_yaml(tmp / f"{name}.yaml", modalities, provenance)
+        if out.exists():
+            shutil.rmtree(out)  # empty, or non-empty with force: replaced, never merged
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise DatasetImportError(f"{out}: cannot write the dataset ({exc.strerror or exc})") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def import_mmrec(src_dir, name, out_dir=None, modalities=None, known_stats=True, provenance=None, quiet=False,
-                 drop_leaked=False):
+                 drop_leaked=False, force=False):
     """Validate the MMRec folder ``src_dir`` and write dataset ``name`` for RecBole.
 
     ``modalities`` maps modality names to ``.npy`` file names in ``src_dir``
-    (default :data:`DEFAULT_MODALITIES`); ``out_dir`` defaults to
-    ``<repo>/dataset/<name>``; ``provenance`` are comment lines for the YAML
+    (default :data:`DEFAULT_MODALITIES`); ``out_dir`` defaults to ``./dataset/<name>``
+    of the working directory (where the runner looks first) and must be absent or
+    empty unless ``force`` (which replaces it); ``provenance`` are comment lines for the YAML
     (default: the equivalent CLI command). Prints the statistics unless ``quiet``
     and returns them as a dict. Raises :class:`DatasetImportError`.
 
@@ -266,9 +305,10 @@ def import_mmrec(src_dir, name, out_dir=None, modalities=None, known_stats=True,
     ``drop_leaked``: then each such pair is kept only in its earliest split (train, then
     valid) and the removal is reported. Either way no evaluation pair stays in training.
     """
-    src = Path(src_dir)
+    src = Path(expand_path(src_dir))
     modalities = dict(modalities or DEFAULT_MODALITIES)
-    out = Path(out_dir) if out_dir is not None else Path(DEFAULT_DATA_PATH) / name
+    out = Path(expand_path(out_dir)) if out_dir is not None else Path.cwd() / "dataset" / name
+    check_output_folder(out, force)  # before the (long) validation, so a refusal comes first
     if not src.is_dir():
         raise DatasetImportError(f"{src}: dataset folder not found")
     if out.resolve() == src.resolve():
@@ -291,7 +331,7 @@ def import_mmrec(src_dir, name, out_dir=None, modalities=None, known_stats=True,
     stats["cross_split_pairs_removed"] = leaked
     if provenance is None:
         provenance = [f"Written by: python -m recbole_gtc.prepare mmrec {src} --dataset {name}"]
-    _write_outputs(out, name, df, n_items, feats, modalities, provenance)
+    _write_outputs(out, name, df, n_items, feats, modalities, provenance, force)
     stats["out_dir"] = str(out)
     if not quiet:
         print(f"{name}: imported {src} -> {out}")

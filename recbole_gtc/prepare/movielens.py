@@ -21,6 +21,7 @@ The MMRec folder is imported with :func:`~.mmrec.import_mmrec`, like any other.
 """
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -28,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from recbole_gtc.errors import MissingBuildDependency
-from recbole_gtc.prepare.mmrec import import_mmrec, random_split_labels, write_mmrec_folder
+from recbole_gtc.prepare.mmrec import check_output_folder, import_mmrec, random_split_labels, write_mmrec_folder
+from recbole_gtc.run import expand_path
 
 NAME = "ml-100k-mm"
 MODALITIES = {"text": "text_feat.npy", "meta": "meta_feat.npy"}
@@ -105,8 +107,16 @@ def embed_texts(texts):
     return np.asarray(emb, dtype=np.float32)
 
 
-def build_movielens(out_dir=None, keep_raw=None, seed=DEFAULT_SEED, quiet=False):
-    """Build ``ml-100k-mm`` (into ``<repo>/dataset/ml-100k-mm`` by default); returns the stats."""
+def build_movielens(out_dir=None, keep_raw=None, seed=DEFAULT_SEED, quiet=False, force=False):
+    """Build ``ml-100k-mm`` (into ``./dataset/ml-100k-mm`` by default); returns the stats.
+
+    ``out_dir`` and ``keep_raw`` must be absent or empty unless ``force`` (which replaces them)."""
+    out_dir = out_dir if out_dir is not None else os.path.join(os.getcwd(), "dataset", NAME)
+    check_output_folder(Path(expand_path(out_dir)), force)
+    if keep_raw is not None:
+        keep_raw = expand_path(keep_raw)
+        check_output_folder(Path(keep_raw), force)
+        shutil.rmtree(keep_raw, ignore_errors=True)
     inter, items = read_source(source_dir())
     features = {"text_feat.npy": embed_texts(item_texts(items)), "meta_feat.npy": meta_features(items)}
     labels = random_split_labels(inter["userID"].to_numpy(), np.random.default_rng(seed))
@@ -121,4 +131,4 @@ def build_movielens(out_dir=None, keep_raw=None, seed=DEFAULT_SEED, quiet=False)
         write_mmrec_folder(raw, NAME, inter["userID"], inter["itemID"], labels, features,
                            ratings=inter["rating"], timestamps=inter["timestamp"])
         return import_mmrec(raw, NAME, out_dir=out_dir, modalities=MODALITIES, known_stats=False,
-                            provenance=provenance, quiet=quiet)
+                            provenance=provenance, quiet=quiet, force=force)

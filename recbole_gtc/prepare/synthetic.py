@@ -36,13 +36,17 @@ fixed order, so the same parameters give the same bytes):
 """
 
 import json
+import os
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
 from recbole_gtc.errors import SynthConfigError
-from recbole_gtc.prepare.mmrec import import_mmrec, random_split_labels, write_mmrec_folder
+from recbole_gtc.prepare.mmrec import check_output_folder, import_mmrec, random_split_labels, write_mmrec_folder
+from recbole_gtc.run import expand_path
 
 MODALITIES = {"image": "image_feat.npy", "text": "text_feat.npy"}
 DEFAULT_SEED = 2024
@@ -241,9 +245,18 @@ def command_line(name, preset, cfg):
     )
 
 
-def build_synthetic(name, preset="small", out_dir=None, keep_raw=None, quiet=False, **overrides):
-    """Generate, write an MMRec folder (``keep_raw`` or a temp dir) and import it; returns stats."""
+def build_synthetic(name, preset="small", out_dir=None, keep_raw=None, quiet=False, force=False, **overrides):
+    """Generate, write an MMRec folder (``keep_raw`` or a temp dir) and import it; returns stats.
+
+    ``out_dir`` (default ``./dataset/<name>``) and ``keep_raw`` must be absent or empty
+    folders unless ``force``, which replaces them."""
     cfg = make_config(preset, **overrides)
+    out_dir = out_dir if out_dir is not None else os.path.join(os.getcwd(), "dataset", name)
+    check_output_folder(Path(expand_path(out_dir)), force)
+    if keep_raw is not None:
+        keep_raw = expand_path(keep_raw)
+        check_output_folder(Path(keep_raw), force)
+        shutil.rmtree(keep_raw, ignore_errors=True)
     data = generate(cfg)
     provenance = [
         f"Written by: {command_line(name, preset, cfg)}",
@@ -255,6 +268,6 @@ def build_synthetic(name, preset="small", out_dir=None, keep_raw=None, quiet=Fal
         raw = keep_raw if keep_raw is not None else tmp
         write_mmrec_folder(raw, name, data.users, data.items, data.labels, features)
         stats = import_mmrec(raw, name, out_dir=out_dir, modalities=MODALITIES, known_stats=False,
-                             provenance=provenance, quiet=quiet)
+                             provenance=provenance, quiet=quiet, force=force)
     stats["config"] = asdict(cfg)
     return stats
