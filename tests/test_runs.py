@@ -1,0 +1,194 @@
+"""Runs own their files: concurrent runs never mix, checkpoints are atomic, a killed run
+resumes to the same numbers, the best checkpoint is the whole best epoch, outputs are tidy."""
+
+import glob
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from recbole_gtc.prepare.synthetic import build_synthetic
+from recbole_gtc.quick_start import load_config, run_recbole_gtc
+from recbole_gtc.run import atomic_save
+from recbole_gtc.utils import REPO_ROOT
+
+RUNNER = os.path.join(REPO_ROOT, "run_recbole_gtc.py")
+SUMMARY = re.compile(r"^SUMMARY model=(\S+) dataset=(\S+) protocol=\S+ test recall@20=([0-9.]+) ndcg@20=([0-9.]+) "
+                     r"run=(\S+)$", re.M)
+TEST_LINE = re.compile(r"^test: (\{.*\})$", re.M)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The planted generator's tiny preset (150 users, 80 items), as a data_path."""
+    root = tmp_path_factory.mktemp("tiny")
+    build_synthetic("tiny", preset="tiny", out_dir=str(root / "tiny"), quiet=True)
+    return str(root)
+
+
+def _runner(cwd, *args, timeout=300):
+    return subprocess.Popen(
+        [sys.executable, RUNNER, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _finish(proc, timeout=300):
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err[-3000:]
+    return out, err
+
+
+def _test_dict(stdout):
+    return eval(TEST_LINE.search(stdout).group(1))  # the runner prints a dict of floats
+
+
+def test_concurrent_runs_in_one_folder_report_what_they_report_alone(tmp_path, tiny):
+    common = ["--model=BPR", "--dataset=tiny", f"--data_path={tiny}", "--epochs=3", "--stopping_step=100"]
+    procs = {seed: _runner(tmp_path, *common, f"--seed={seed}") for seed in (1, 2, 3)}
+    together = {seed: _finish(proc)[0] for seed, proc in procs.items()}
+    runs = sorted(glob.glob(str(tmp_path / "saved" / "BPR-tiny-*")))
+    assert len(runs) == 3
+    assert all(os.path.isfile(os.path.join(r, "best.pth")) for r in runs)
+    assert not glob.glob(str(tmp_path / "saved" / "*.pth")) and not os.path.exists(tmp_path / "log_tensorboard")
+    for seed, stdout in together.items():
+        alone = run_recbole_gtc("BPR", "tiny", config_dict={
+            "data_path": tiny, "epochs": 3, "stopping_step": 100, "seed": seed, "state": "WARNING",
+            "checkpoint_dir": str(tmp_path / f"alone{seed}"),
+        })
+        assert _test_dict(stdout) == alone["test_result"], seed
+        run_id = SUMMARY.search(stdout).group(5)
+        assert os.path.isdir(tmp_path / "saved" / run_id)
+        with open(tmp_path / "saved" / run_id / "run.json") as handle:
+            meta = json.load(handle)
+        assert meta["status"] == "finished" and meta["config"]["seed"] == repr(seed)
+
+
+def test_atomic_save_never_leaves_a_partial_file(tmp_path, monkeypatch):
+    path = str(tmp_path / "best.pth")
+    atomic_save({"x": torch.arange(3)}, path)
+    real_save = torch.save
+
+    def dying_save(obj, f, **kwargs):
+        with open(f, "wb") as handle:
+            handle.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    with pytest.raises(OSError):
+        atomic_save({"x": torch.arange(5)}, path)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert torch.equal(torch.load(path, weights_only=True)["x"], torch.arange(3))
+    assert os.listdir(tmp_path) == ["best.pth"]
+
+
+def test_a_killed_run_resumes_to_the_uninterrupted_metrics(tmp_path, tiny):
+    args = ["--model=GTC", "--dataset=tiny", f"--data_path={tiny}", "--epochs=6", "--stopping_step=100",
+            "--learning_rate=0.01", "--graph_cache_dir=None"]
+    whole, _ = _finish(_runner(tmp_path, *args, f"--checkpoint_dir={tmp_path / 'whole'}"))
+
+    killed = _runner(tmp_path, *args, f"--checkpoint_dir={tmp_path / 'k'}")
+    deadline = time.time() + 240
+    while time.time() < deadline:  # SIGKILL as soon as epoch 2 has been evaluated
+        logs = glob.glob(str(tmp_path / "k" / "GTC-tiny-*" / "run.log"))
+        if logs and "epoch 2 evaluating" in open(logs[0]).read():
+            break
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate()
+    assert glob.glob(str(tmp_path / "k" / "GTC-tiny-*" / "last.pth")), "the run ended before it was killed"
+
+    # Another configuration is refused and leaves the interrupted run resumable.
+    other = subprocess.run([sys.executable, RUNNER, *args, "--learning_rate=0.02", f"--checkpoint_dir={tmp_path / 'k'}",
+                            f"--resume={glob.glob(str(tmp_path / 'k' / 'GTC-tiny-*'))[0]}"],
+                           capture_output=True, text=True, timeout=300)
+    assert other.returncode == 2 and "cannot resume: its configuration differs in learning_rate" in other.stderr
+    assert "Traceback" not in other.stderr
+
+    resumed, log = _finish(_runner(tmp_path, *args, f"--checkpoint_dir={tmp_path / 'k'}", "--resume"))
+    assert re.search(r"training continues at epoch [1-5]\b", log), log[-2000:]
+    assert _test_dict(resumed) == _test_dict(whole)
+    run_dir = glob.glob(str(tmp_path / "k" / "GTC-tiny-*"))[0]
+    assert sorted(os.listdir(run_dir)) == ["best.pth", "run.json", "run.log", "tensorboard"]  # last.pth removed
+
+
+def test_resume_with_nothing_to_resume_is_one_line(tmp_path, tiny):
+    out = subprocess.run([sys.executable, RUNNER, "--model=BPR", "--dataset=tiny", f"--data_path={tiny}",
+                          f"--checkpoint_dir={tmp_path / 's'}", "--resume"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "no interrupted run of this configuration to resume" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_best_checkpoint_reproduces_the_best_validation_score(tmp_path, tiny):
+    """Everything predictions depend on (GTC's per-epoch user-graph padding included) is in best.pth."""
+    from recbole_gtc.data import create_dataset, data_preparation
+    from recbole_gtc.model.gtc import GTC
+    from recbole_gtc.trainer import MMTrainer
+
+    overrides = {"data_path": tiny, "epochs": 5, "stopping_step": 100, "learning_rate": 0.01, "state": "WARNING",
+                 "checkpoint_dir": str(tmp_path / "saved"), "graph_cache_dir": None, "user_graph_k": 40}
+    result = run_recbole_gtc("GTC", "tiny", config_dict=overrides)
+    best = os.path.join(result["run_dir"], "best.pth")
+    assert os.path.isfile(best)
+
+    config = load_config("GTC", "tiny", config_dict=overrides)
+    train_data, valid_data, _ = data_preparation(config, create_dataset(config))
+    model = GTC(config, train_data.dataset)
+    model.on_epoch_start(123)  # a padding draw no training epoch used
+    trainer = MMTrainer(config, model)
+    again = trainer.evaluate(valid_data, load_best_model=True, model_file=best)
+    assert dict(again) == result["best_valid_result"]
+
+
+def test_failed_run_removes_its_checkpoints_and_saved_false_keeps_none(tmp_path, tiny, monkeypatch):
+    overrides = {"data_path": tiny, "epochs": 2, "state": "WARNING", "checkpoint_dir": str(tmp_path / "saved")}
+    result = run_recbole_gtc("BPR", "tiny", config_dict=overrides, saved=False)
+    assert os.listdir(result["run_dir"]) and not glob.glob(os.path.join(result["run_dir"], "*.pth"))
+
+    from recbole_gtc import trainer as trainer_module
+
+    def broken_epoch(self, *args, **kwargs):
+        if self.train_loss_dict:  # the second epoch fails, after a best checkpoint exists
+            raise ValueError("Training loss is nan")
+        return original(self, *args, **kwargs)
+
+    original = trainer_module.MMTrainer._train_epoch
+    monkeypatch.setattr(trainer_module.MMTrainer, "_train_epoch", broken_epoch)
+    with pytest.raises(ValueError):
+        run_recbole_gtc("BPR", "tiny", config_dict=dict(overrides, checkpoint_dir=str(tmp_path / "failed")))
+    (run_dir,) = glob.glob(str(tmp_path / "failed" / "BPR-tiny-*"))
+    assert not glob.glob(os.path.join(run_dir, "*.pth"))
+    with open(os.path.join(run_dir, "run.json")) as handle:
+        assert json.load(handle)["status"] == "failed"
+
+
+@pytest.mark.parametrize("train_denoiser", [True, False])
+def test_train_denoiser_switch(tmp_path, tiny, train_denoiser):
+    """False keeps every denoiser weight at its initial value (the released code); True trains them.
+    Either way the projections learn, through the denoiser."""
+    from recbole_gtc.data import create_dataset, data_preparation
+    from recbole_gtc.model.gtc import GTC
+    from recbole_gtc.trainer import MMTrainer
+
+    config = load_config("GTC", "tiny", config_dict={
+        "data_path": tiny, "train_denoiser": train_denoiser, "learning_rate": 0.01, "state": "WARNING",
+        "checkpoint_dir": str(tmp_path), "graph_cache_dir": None, "tc_scope": "all",
+    })
+    train_data, _, _ = data_preparation(config, create_dataset(config))
+    model = GTC(config, train_data.dataset)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    MMTrainer(config, model)._train_epoch(train_data, 0)
+    after = model.state_dict()
+    denoiser_keys = [k for k in before if k.startswith("denoisers.")]
+    changed = [k for k in denoiser_keys if not torch.equal(before[k], after[k])]
+    assert denoiser_keys
+    if train_denoiser:
+        assert len(changed) == len(denoiser_keys)
+    else:
+        assert changed == []
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("projections."))
