@@ -74,7 +74,7 @@ def _optional(rule, optional):
         problem = rule(value)
         if problem is None or not problem.startswith("must"):
             return problem
-        return f"{problem}, or ~ (null)"
+        return f"{problem}, or None"
 
     return check
 
@@ -451,7 +451,8 @@ def check_cross(values, model):
         allowed = _valid_metric_names(values["metrics"], values["topk"])
         if not isinstance(valid, str) or valid.lower() not in allowed:
             shown = ", ".join(allowed[:24]) + (", ..." if len(allowed) > 24 else "")
-            raise RecboleGTCError(f"valid_metric={valid!r}: must be one of the evaluated metrics ({shown})")
+            raise RecboleGTCError(
+                f"valid_metric={valid!r}: must be one of the evaluated metrics, metrics x topk ({shown})")
     if model == "GTC":
         if _is_number(values.get("beta_start")) and _is_number(values.get("beta_end")):
             if values["beta_start"] >= values["beta_end"]:
@@ -460,6 +461,21 @@ def check_cross(values, model):
         t, n = values.get("eval_timestep"), values.get("noise_steps")
         if _is_int(t) and _is_int(n) and t >= n:
             raise RecboleGTCError(f"eval_timestep={t!r}: must be < noise_steps={n} (or ~ for noise_steps // 2)")
+
+
+def check_against_dataset(config, dataset):
+    """Rules that need the loaded dataset: under full ranking every k of ``topk`` must be at
+    most the number of items (RecBole's evaluation fails with ``selected index k out of range``)."""
+    topk = config["topk"]
+    topk = [topk] if _is_int(topk) else list(topk or [])
+    modes = config["eval_args"]["mode"] if isinstance(config["eval_args"], dict) else {}
+    modes = modes.values() if isinstance(modes, dict) else [modes]
+    n_items = dataset.item_num - 1  # internal id 0 is padding
+    if topk and "full" in modes and max(topk) > n_items:
+        raise RecboleGTCError(
+            f"topk={config['topk']!r}: must be <= the number of items ({n_items}) of dataset "
+            f"'{config['dataset']}' (full ranking)"
+        )
 
 
 #: What RecBole's own Config checks while it is built (it raises Python errors for bad

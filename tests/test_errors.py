@@ -47,6 +47,11 @@ def data(tmp_path):
     train = root / "untyped" / "untyped.train.inter"
     train.write_text(train.read_text().replace("user_id:token\titem_id:token", "user_id\titem_id", 1))
 
+    # A header with a UTF-8 byte-order mark (as some editors save it).
+    write_dataset(root, "bom", splits, feats, N_ITEMS)
+    valid = root / "bom" / "bom.valid.inter"
+    valid.write_bytes(b"\xef\xbb\xbf" + valid.read_bytes())
+
     # A benchmark split file missing, and a line with a field too many.
     write_dataset(root, "nosplit", splits, feats, N_ITEMS)
     (root / "nosplit" / "nosplit.valid.inter").unlink()
@@ -84,6 +89,11 @@ def _cases(data):
         "header without types": (["--model=BPR", "--dataset=untyped"],
                                  f"error: {folder}/untyped/untyped.train.inter: not RecBole atomic format: header "
                                  f"columns have no ':type'"),
+        "byte-order mark": (["--model=BPR", "--dataset=bom"],
+                            f"error: {folder}/bom/bom.valid.inter: starts with a byte-order mark (BOM)"),
+        "topk above the item count": (["--model=BPR", "--dataset=good", "--topk=[10,50]", "--valid_metric=Recall@10"],
+                                      f"error: topk=[10, 50]: must be <= the number of items ({N_ITEMS}) of "
+                                      f"dataset 'good' (full ranking)"),
         "split file missing": (["--model=BPR", "--dataset=nosplit"],
                                f"error: {folder}/nosplit/nosplit.valid.inter: interaction file not found"),
         "ragged line": (["--model=BPR", "--dataset=ragged"],

@@ -46,14 +46,14 @@ CATALOGUE = [
     ("GTC", "--beta_start=0.05", "beta_start=0.05: must be smaller than beta_end=0.01"),
     ("GTC", "--eval_timestep=600", "eval_timestep=600: must be < noise_steps=600 (or ~ for noise_steps // 2)"),
     ("GTC", "--mm_graph_weights={'image':-1}", "mm_graph_weights={'image': -1}: entry image=-1 must be a number >= 0"),
-    ("GTC", "--eval_protocol=leaky", "eval_protocol='leaky': must be one of mmrec | recbole, or ~ (null)"),
+    ("GTC", "--eval_protocol=leaky", "eval_protocol='leaky': must be one of mmrec | recbole, or None"),
     ("GTC", "--seed=-1", "seed=-1: must be an integer in [0, 2**32 - 1]"),
     ("LightGCN", "--n_layers=-1", "n_layers=-1: must be an integer >= 0"),
     ("BPR", "--learning_rat=0.1", "unknown key 'learning_rat' (did you mean 'learning_rate'?)"),
     ("GTC", "--knnk=5", "unknown key 'knnk' (did you mean 'knn_k'?)"),
     ("GTC", "--zzzz=1", "unknown key 'zzzz' (not a RecBole, recbole-gtc or dataset key)"),
     ("BPR", "--valid_metric=Recall@30",
-     "valid_metric='Recall@30': must be one of the evaluated metrics (recall@5, recall@10, recall@20, recall@50, "
+     "valid_metric='Recall@30': must be one of the evaluated metrics, metrics x topk (recall@5, recall@10, recall@20, recall@50, "
      "ndcg@5, ndcg@10, ndcg@20, ndcg@50, precision@5, precision@10, precision@20, precision@50, map@5, map@10, "
      "map@20, map@50)"),
     ("BPR", "--metrics=['Recal']", "metrics=['Recal']: 'Recal' is not a RecBole metric (known: auc, "

@@ -45,7 +45,9 @@ def _header(path, separator, encoding):
         raise RecboleGTCError(f"{path}: not {encoding} text") from None
     if not head.strip():
         raise RecboleGTCError(f"{path}: empty file (a RecBole atomic file starts with a header such as "
-                              f"user_id:token{separator}item_id:token)")
+                              f"'user_id:token item_id:token')")
+    if head.startswith("\ufeff"):
+        raise RecboleGTCError(f"{path}: starts with a byte-order mark (BOM); save it as UTF-8 without BOM")
     return head.rstrip("\r\n").split(separator), lines
 
 
