@@ -22,8 +22,16 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-_ITEM_GRAPH_VERSION = "item-graph-v2"  # v2: the file carries a checksum of its arrays
-_USER_GRAPH_VERSION = "user-graph-v2"
+
+def _source_digest():
+    # Cache keys include this module's own source: a cache written by code that built the
+    # graphs differently (another tie rule, another normalisation) can never be read back.
+    with open(os.path.abspath(__file__), "rb") as handle:
+        return hashlib.sha1(handle.read()).hexdigest()[:16]
+
+
+_ITEM_GRAPH_VERSION = f"item-graph-v2-{_source_digest()}"  # v2: the file carries a checksum of its arrays
+_USER_GRAPH_VERSION = f"user-graph-v2-{_source_digest()}"
 
 
 def _arrays_sha1(*arrays):
