@@ -92,10 +92,23 @@ class MMConfig(Config):
         _one_line_errors(super()._set_eval_neg_sample_args, phase)
 
     def _load_config_files(self, file_list):
-        try:
-            return super()._load_config_files(file_list)
-        except yaml.YAMLError as err:
-            raise RecboleGTCError(f"config file is not valid YAML: {err}".replace("\n", " ")) from None
+        """RecBole's reading, one file at a time, so that a problem names its file."""
+        file_config_dict = {}
+        for path in file_list or []:
+            try:
+                with open(path, "r", encoding="utf-8") as f:
+                    loaded = yaml.load(f.read(), Loader=self.yaml_loader)
+            except yaml.YAMLError as err:
+                raise RecboleGTCError(f"{path}: not valid YAML ({_yaml_problem(err)})") from None
+            except (OSError, UnicodeDecodeError) as err:
+                raise RecboleGTCError(f"{path}: cannot be read ({err})") from None
+            if loaded is None:
+                continue
+            if not isinstance(loaded, dict):
+                raise RecboleGTCError(
+                    f"{path}: must be a YAML mapping of key: value lines, got a {type(loaded).__name__}")
+            file_config_dict.update(loaded)
+        return file_config_dict
 
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
@@ -135,3 +148,9 @@ def _one_line_errors(check, *args):
     except (ValueError, TypeError, KeyError, AttributeError, NotImplementedError, RuntimeError, AssertionError) as err:
         text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise RecboleGTCError(f"configuration rejected by RecBole: {text}") from None
+
+def _yaml_problem(err):
+    """``<problem> at line L, column C`` of a YAML error (one line)."""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    mark = getattr(err, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem

@@ -282,8 +282,8 @@ COMMON_KEYS = {
     "eval_protocol": choice("mmrec", "recbole", optional=True),
     "modalities": _modalities_rule,
     "benchmark_filename": _optional(
-        lambda v: None if isinstance(v, list) and v and all(isinstance(s, str) for s in v)
-        else "must be a list of split names, e.g. [train, valid, test]", True),
+        lambda v: None if isinstance(v, list) and len(v) == 3 and all(isinstance(s, str) and s for s in v)
+        else "must name the three split files, train, valid and test, e.g. [train, valid, test]", True),
 }
 
 #: GTC's keys (properties/model/GTC.yaml).
@@ -453,6 +453,21 @@ def check_cross(values, model):
             shown = ", ".join(allowed[:24]) + (", ..." if len(allowed) > 24 else "")
             raise RecboleGTCError(
                 f"valid_metric={valid!r}: must be one of the evaluated metrics, metrics x topk ({shown})")
+    load_col = values.get("load_col")
+    if isinstance(load_col, dict) and isinstance(load_col.get("inter"), list):
+        missing = [values.get(f) for f in ("USER_ID_FIELD", "ITEM_ID_FIELD") if values.get(f) not in load_col["inter"]]
+        if missing:
+            raise RecboleGTCError(f"load_col={load_col!r}: inter must load the id field(s) {', '.join(missing)}")
+    from recbole.utils import InputType
+
+    neg = values.get("train_neg_sample_args")
+    if values.get("MODEL_INPUT_TYPE") == InputType.PAIRWISE and (
+        neg is None or (isinstance(neg, dict) and neg.get("distribution") in ("none", None))
+    ):
+        raise RecboleGTCError(
+            f"train_neg_sample_args=None: {model} trains on (user, positive, negative) triples and needs "
+            f"negative sampling, e.g. {{distribution: uniform, sample_num: 1}}"
+        )
     if model == "GTC":
         if _is_number(values.get("beta_start")) and _is_number(values.get("beta_end")):
             if values["beta_start"] >= values["beta_end"]:

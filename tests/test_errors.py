@@ -58,6 +58,8 @@ def data(tmp_path):
     write_dataset(root, "ragged", splits, feats, N_ITEMS)
     test = root / "ragged" / "ragged.test.inter"
     test.write_text(test.read_text() + "u1\t3\t7\n")
+    (tmp_path / "list.yaml").write_text("- epochs\n- 5\n")
+    (tmp_path / "broken.yaml").write_text("epochs: [1\n")
     return root
 
 
@@ -82,6 +84,18 @@ def _cases(data):
                                        "error: valid_metric='NDCG@30': must be one of the evaluated metrics"),
         "second model's key bad": (["--model=BPR,GTC", "--dataset=good", "--tc_mode=x"],
                                    "error: tc_mode='x': must be one of symile | pairwise"),
+        "config file not a mapping": (["--model=BPR", "--dataset=good", f"--config_files={data.parent}/list.yaml"],
+                                      f"error: {data.parent}/list.yaml: must be a YAML mapping of key: value lines"),
+        "config file not YAML": (["--model=BPR", "--dataset=good", f"--config_files={data.parent}/broken.yaml"],
+                                 f"error: {data.parent}/broken.yaml: not valid YAML (expected ',' or ']', but got "
+                                 f"'<stream end>' at line 2, column 1)"),
+        "load_col without an id": (["--model=BPR", "--dataset=good", "--load_col={'inter':['user_id']}"],
+                                   "error: load_col={'inter': ['user_id']}: inter must load the id field(s) item_id"),
+        "two split files": (["--model=BPR", "--dataset=good", "--benchmark_filename=['train','valid']"],
+                            "error: benchmark_filename=['train', 'valid']: must name the three split files"),
+        "pairwise model without negatives": (["--model=BPR", "--dataset=good", "--train_neg_sample_args=None"],
+                                             "error: train_neg_sample_args=None: BPR trains on (user, positive, "
+                                             "negative) triples and needs negative sampling"),
         "raw MMRec .inter": (["--model=BPR", "--dataset=rawmm"],
                              f"error: {folder}/rawmm/rawmm.inter: a raw MMRec interaction file (header userID "
                              f"itemID rating timestamp x_label), not RecBole atomic format; convert an MMRec "
