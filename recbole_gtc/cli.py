@@ -93,9 +93,14 @@ def build_parser():
 def parse_args(argv):
     parser = build_parser()
     args, overrides = parser.parse_known_args(argv)
-    for arg in overrides:
-        if not arg.startswith("--") or "=" not in arg:
-            parser.error(f"unrecognised argument '{arg}': overrides take the form --key=value")
+    from recbole_gtc.config import parse_override
+    from recbole_gtc.errors import RecboleGTCError
+
+    for arg in overrides:  # malformed overrides fail before anything is loaded
+        try:
+            parse_override(arg)
+        except RecboleGTCError as err:
+            parser.error(str(err))
     return args, overrides
 
 

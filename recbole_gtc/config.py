@@ -23,6 +23,14 @@ from recbole_gtc.run import expand_path
 from recbole_gtc.utils import PROPERTIES_DIR, RecboleGTCError, default_data_path, get_model
 
 
+def parse_override(arg):
+    """``"--key=value"`` -> ``("key", "value")``; anything else is a one-line error."""
+    if not arg.startswith("--") or "=" not in arg or arg.startswith("--="):
+        raise RecboleGTCError(f"command-line override '{arg}' is not of the form --key=value")
+    key, value = arg[2:].split("=", 1)
+    return key, value
+
+
 class MMConfig(Config):
     """:class:`recbole.config.Config` plus the cascade above.
 
@@ -65,12 +73,7 @@ class MMConfig(Config):
     def _load_cmd_line(self):
         if self._cmd_args is None:
             return super()._load_cmd_line()
-        cmd_config_dict = {}
-        for arg in self._cmd_args:
-            if not arg.startswith("--") or "=" not in arg:
-                raise RecboleGTCError(f"command-line override '{arg}' is not of the form --key=value")
-            key, value = arg[2:].split("=", 1)
-            cmd_config_dict[key] = value
+        cmd_config_dict = dict(parse_override(arg) for arg in self._cmd_args)
         return self._convert_config_dict(cmd_config_dict)
 
     # RecBole's Config checks some values while it is built and raises Python errors
@@ -148,6 +151,7 @@ def _one_line_errors(check, *args):
     except (ValueError, TypeError, KeyError, AttributeError, NotImplementedError, RuntimeError, AssertionError) as err:
         text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise RecboleGTCError(f"configuration rejected by RecBole: {text}") from None
+
 
 def _yaml_problem(err):
     """``<problem> at line L, column C`` of a YAML error (one line)."""

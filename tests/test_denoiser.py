@@ -14,7 +14,7 @@ def _dl(a, b):
 
 
 def expected_parameters(d):
-    """Parameter count of the spec's step-5 architecture."""
+    """Parameter count of the step-5 architecture in docs/method.md."""
     return (
         _dl(2 * d, 64) + _dl(64, 128) + _dl(128, 128)  # down path
         + _dl(128, 256) + _dl(256, 128)  # bottleneck

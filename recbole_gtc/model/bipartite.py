@@ -1,4 +1,4 @@
-"""The user-item graph of the training split and the weight-free propagation over it (spec step 8)."""
+"""The user-item graph of the training split and the weight-free propagation over it (docs/method.md, step 8)."""
 
 import numpy as np
 import scipy.sparse as sp

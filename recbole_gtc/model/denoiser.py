@@ -1,4 +1,4 @@
-"""The conditional noise predictor of GTC's diffusion filter (spec step 5).
+"""The conditional noise predictor of GTC's diffusion filter (docs/method.md, step 5).
 
 A small U-Net-shaped MLP, exactly the released architecture. With ``d`` the
 embedding size and ``DL(a->b) = ReLU(Lin(b->b)(ReLU(Lin(a->b)(x))))``::

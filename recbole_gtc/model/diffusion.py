@@ -1,4 +1,4 @@
-"""Gaussian diffusion maths of the GTC content filter (spec steps 2, 3, 4 and 6).
+"""Gaussian diffusion maths of the GTC content filter (docs/method.md, steps 2, 3, 4 and 6).
 
 The schedule is linear in beta: ``beta = linspace(beta_start, beta_end, T)``,
 ``alpha = 1 - beta``, ``abar = cumprod(alpha)``. GTC only ever takes one step:

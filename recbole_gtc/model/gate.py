@@ -1,4 +1,4 @@
-"""The similarity gate that mixes content views into the item ID view (spec step 7).
+"""The similarity gate that mixes content views into the item ID view (docs/method.md, step 7).
 
 With views ``x_0 = e`` (ID) and ``x_1..x_M`` (denoised content), each item gets
 softmax weights over the M + 1 views from dot-product similarities, and

@@ -1,4 +1,4 @@
-"""The two homogeneous graphs of GTC (spec "Homogeneous graphs"), built from TRAINING data and features only.
+"""The two homogeneous graphs of GTC (docs/method.md, "Homogeneous graphs"), built from TRAINING data and features only.
 
 * Item-item graph ``S = sum_m w_m S_m``: per modality a cosine top-k graph whose kept
   edges weigh ``1/k`` (``D^-1/2 A D^-1/2`` with every row sum equal to k, as in

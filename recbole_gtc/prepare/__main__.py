@@ -9,7 +9,7 @@ import shlex
 import sys
 
 from recbole_gtc.errors import RecboleGTCError
-from recbole_gtc.prepare.mmrec import import_mmrec
+from recbole_gtc.prepare.mmrec import BUILD_SEED, import_mmrec
 from recbole_gtc.prepare.movielens import DEFAULT_SEED, build_movielens
 from recbole_gtc.prepare.synthetic import PRESETS, build_synthetic
 
@@ -47,7 +47,7 @@ def _parser():
                        help="size preset (default: %(default)s; sizes above)")
     for flag in ("--users", "--items", "--image-dim", "--text-dim", "--min-inter"):
         synth.add_argument(flag, type=_positive_int, default=None, help="override the preset")
-    synth.add_argument("--seed", type=int, default=None, help="random seed (default 2024)")
+    synth.add_argument("--seed", type=int, default=None, help=f"random seed (default {BUILD_SEED})")
     synth.add_argument("--out", default=None, help="output folder (default: ./dataset/NAME)")
     synth.add_argument("--force", action="store_true", help="replace non-empty output folders (never merges)")
     synth.add_argument("--keep-raw", default=None, help="also keep the intermediate MMRec folder here")

@@ -36,6 +36,8 @@ from recbole_gtc.run import expand_path
 
 REQUIRED_COLUMNS = ("userID", "itemID", "rating", "timestamp", "x_label")
 DEFAULT_MODALITIES = {"image": "image_feat.npy", "text": "text_feat.npy"}
+#: Seed of the bundled datasets' builders (generator draws and per-user splits).
+BUILD_SEED = 2024
 SPLITS = ("train", "valid", "test")
 ATOMIC_HEADER = ("user_id:token", "item_id:token", "rating:float", "timestamp:float")
 

@@ -29,12 +29,14 @@ import numpy as np
 import pandas as pd
 
 from recbole_gtc.errors import MissingBuildDependency
-from recbole_gtc.prepare.mmrec import check_output_folder, import_mmrec, random_split_labels, write_mmrec_folder
+from recbole_gtc.prepare.mmrec import (
+    BUILD_SEED, check_output_folder, import_mmrec, random_split_labels, write_mmrec_folder,
+)
 from recbole_gtc.run import expand_path
 
 NAME = "ml-100k-mm"
 MODALITIES = {"text": "text_feat.npy", "meta": "meta_feat.npy"}
-DEFAULT_SEED = 2024
+DEFAULT_SEED = BUILD_SEED
 GENRES = (
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
     "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",

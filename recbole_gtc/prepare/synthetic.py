@@ -45,11 +45,13 @@ from pathlib import Path
 import numpy as np
 
 from recbole_gtc.errors import SynthConfigError
-from recbole_gtc.prepare.mmrec import check_output_folder, import_mmrec, random_split_labels, write_mmrec_folder
+from recbole_gtc.prepare.mmrec import (
+    BUILD_SEED, DEFAULT_MODALITIES, check_output_folder, import_mmrec, random_split_labels, write_mmrec_folder,
+)
 from recbole_gtc.run import expand_path
 
-MODALITIES = {"image": "image_feat.npy", "text": "text_feat.npy"}
-DEFAULT_SEED = 2024
+MODALITIES = DEFAULT_MODALITIES  # the MMRec file names
+DEFAULT_SEED = BUILD_SEED
 _CHUNK_USERS = 1024
 
 
