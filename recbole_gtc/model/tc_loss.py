@@ -127,7 +127,10 @@ class FusedChunkedCE(torch.autograd.Function):
             lse = torch.empty(r, dtype=acc, device=device)
             if with_grad:
                 grad_a = torch.empty(r, d, dtype=acc, device=device)
-                grad_q = torch.zeros(n, d, dtype=acc, device=device)
+                # Float32 keeps the candidates' gradient transposed, (d, n): a^T E runs ~1.5x faster
+                # than E^T a on CPU (measured); low precision products keep E^T a (faster there).
+                transposed = compute == acc
+                grad_q = torch.zeros((d, n) if transposed else (n, d), dtype=acc, device=device)
                 coef = torch.empty(r, dtype=acc, device=device)
                 grad_s = torch.zeros((), dtype=acc, device=device)
             for start in range(0, r, chunk_size):
@@ -155,13 +158,18 @@ class FusedChunkedCE(torch.autograd.Function):
                 rq = out[:, :d] * inv.unsqueeze(1)  # (c, d) sum_{j != t} softmax_ij q_j
                 a_c = a[start:stop]
                 # d loss_i / d L_ij = softmax_ij - [j = t_i]; chain through L_ij = s <a_i, q_j>.
-                grad_q += (block.T @ (a_c * inv.unsqueeze(1)).to(compute)).to(acc)
+                if transposed:
+                    grad_q.addmm_((a_c * inv.unsqueeze(1)).T, block)
+                else:
+                    grad_q += (block.T @ (a_c * inv.unsqueeze(1)).to(compute)).to(acc)
                 c_t = e_t * inv - 1.0  # softmax at the target minus one
                 grad_a[start:stop] = rq + c_t.unsqueeze(1) * p[start:stop]
                 coef[start:stop] = c_t
                 grad_s += (a_c * rq).sum() + (c_t * pos_raw[start:stop]).sum()
             loss = (lse - pos).mean()
         if with_grad:
+            if transposed:
+                grad_q = grad_q.T
             # Per unit upstream gradient: d/da = s/r (rq + (p_t - 1) p), d/dq = s/r sum_i softmax_i a_i
             # (targets excluded), d/dp = s/r (p_t - 1) a, d/ds = 1/r sum_i (sum_j softmax_ij <a_i, q_j>
             # + (p_t - 1) <a_i, p_i>). The loss is a scalar, so backward only multiplies these.

@@ -1,0 +1,66 @@
+"""The benchmark harness runs end to end on tiny sizes (no timing thresholds: benchmarks are not tests)."""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from recbole_gtc import benchmark
+
+
+def test_fit_exponent_recovers_power_laws():
+    sizes = [1000, 4000, 16000]
+    assert benchmark.fit_exponent(sizes, [3.0 * s for s in sizes]) == pytest.approx(1.0)
+    assert benchmark.fit_exponent(sizes, [0.5 * s ** 2 for s in sizes]) == pytest.approx(2.0)
+    assert math.isnan(benchmark.fit_exponent([1000], [5.0]))
+
+
+def test_peak_rss_sees_an_allocation():
+    with benchmark.peak_rss() as mem:
+        block = np.ones(40 * 2 ** 20 // 8)  # 40 MiB, touched
+        block.sum()
+    del block
+    assert mem["added_mib"] > 30
+
+
+def test_generated_dataset_shape(tmp_path):
+    folder = benchmark.write_generated(str(tmp_path), "gen", n_users=30, n_items=50, n_inter=300)
+    rows = {}
+    for part in ("train", "valid", "test"):
+        with open(os.path.join(folder, f"gen.{part}.inter")) as f:
+            rows[part] = [line.split() for line in f.read().splitlines()[1:]]
+    pairs = [tuple(r) for part in rows.values() for r in part]
+    assert len(pairs) == len(set(pairs))  # unique pairs, no leak between splits
+    assert {u for u, _ in rows["train"]} == {f"u{u}" for u in range(30)}  # every user trains
+    assert np.load(os.path.join(folder, "image_feat.npy")).shape == (50, 64)
+
+
+def test_harness_runs_on_tiny_sizes(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = benchmark.main([
+        "--dataset", "synth-mm", "--variants", "GTC,GTC sampled,LightGCN", "--rounds", "1",
+        "--items", "200,400", "--users", "60", "--interactions", "600", "--tc-items", "300",
+        "--threads", "1", "--out", str(out),
+        "--config", json.dumps({"graph_cache_dir": None}),
+    ])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "exponent: " in printed and "| GTC sampled |" in printed
+    report = json.loads((out / "benchmark.json").read_text())
+    speed = {r["variant"]: r for r in report["speed"]["rows"]}
+    assert set(speed) == {"GTC", "GTC sampled", "LightGCN"}
+    assert speed["LightGCN"]["train_ratio"] == pytest.approx(1.0)
+    assert all(r["train_s"] > 0 and r["eval_s"] > 0 for r in speed.values())
+    mem = report["memory"]
+    assert [r["items"] for r in mem["rows"]] == [200, 400]
+    assert all(r["step_mib"] >= 0 and r["graph_mib"] >= 0 for r in mem["rows"])
+    assert math.isfinite(mem["step_exponent"])
+    assert [r["what"] for r in report["tc"]["rows"]] == ["matmul", "tc fp32", "tc bf16"]
+    assert (out / "benchmark.md").read_text().strip() == printed.strip()
+
+
+def test_unknown_variant_is_refused():
+    with pytest.raises(SystemExit, match="unknown variants"):
+        benchmark.main(["--variants", "GTC,Nope", "--skip-memory", "--tc-items", "0"])
