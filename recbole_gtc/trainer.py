@@ -56,8 +56,14 @@ class RunTrainerMixin:
         if verbose:
             self.logger.info(f"Saving current: {saved_model_file}")
 
+    training_finished = False
+
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         self.train_data = train_data
+        if self.training_finished:
+            # Killed after early stopping (e.g. during the test): training is complete and
+            # best.pth holds the best epoch; training on would change the run's result.
+            return self.best_valid_score, self.best_valid_result
 
         def on_evaluated(epoch_idx, valid_score):
             if self.run is not None:
@@ -74,6 +80,8 @@ class RunTrainerMixin:
             "format": RESUME_FORMAT,
             "fingerprint": self.run.fingerprint,
             "epoch": epoch_idx,
+            # RecBole's early stopping ends training once cur_step exceeds stopping_step.
+            "finished": bool(self.cur_step > self.stopping_step or epoch_idx + 1 >= self.epochs),
             "cur_step": int(self.cur_step),
             "best_valid_score": float(self.best_valid_score),
             # plain floats: RecBole's metrics are NumPy scalars, which weights_only loading refuses
@@ -97,6 +105,7 @@ class RunTrainerMixin:
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.start_epoch = state["epoch"] + 1
+        self.training_finished = bool(state["finished"])
         self.cur_step = state["cur_step"]
         self.best_valid_score = state["best_valid_score"]
         self.best_valid_result = state["best_valid_result"] or None

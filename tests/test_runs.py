@@ -192,3 +192,29 @@ def test_train_denoiser_switch(tmp_path, tiny, train_denoiser):
     else:
         assert changed == []
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("projections."))
+
+
+def test_a_run_killed_after_early_stopping_resumes_without_training_on(tmp_path, tiny, monkeypatch):
+    from recbole_gtc.trainer import MMTrainer
+
+    overrides = {"data_path": tiny, "epochs": 60, "stopping_step": 1, "learning_rate": 0.05, "state": "WARNING",
+                 "checkpoint_dir": str(tmp_path / "whole")}
+    whole = run_recbole_gtc("BPR", "tiny", config_dict=overrides)
+    assert whole["epochs"] < 60  # early stopping ended it
+
+    original = MMTrainer.evaluate
+
+    def killed_during_test(self, eval_data, load_best_model=True, **kwargs):
+        if load_best_model:
+            raise KeyboardInterrupt  # the process dies after training, while testing
+        return original(self, eval_data, load_best_model=load_best_model, **kwargs)
+
+    monkeypatch.setattr(MMTrainer, "evaluate", killed_during_test)
+    overrides["checkpoint_dir"] = str(tmp_path / "k")
+    with pytest.raises(KeyboardInterrupt):
+        run_recbole_gtc("BPR", "tiny", config_dict=overrides)
+    monkeypatch.setattr(MMTrainer, "evaluate", original)
+    resumed = run_recbole_gtc("BPR", "tiny", config_dict=overrides, resume=True)
+    assert resumed["epochs"] == whole["epochs"]  # not one epoch more
+    assert resumed["best_valid_result"] == whole["best_valid_result"]
+    assert resumed["test_result"] == whole["test_result"]
