@@ -19,7 +19,7 @@ import os
 import yaml
 from recbole.config import Config
 
-from recbole_gtc.run import expand_path
+from recbole_gtc.files import expand_path
 from recbole_gtc.utils import PROPERTIES_DIR, RecboleGTCError, default_data_path, get_model
 
 

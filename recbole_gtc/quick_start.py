@@ -10,7 +10,8 @@ from recbole.utils import init_seed, set_color
 from recbole_gtc.config import MMConfig
 from recbole_gtc.data import create_dataset, data_preparation
 from recbole_gtc.data.utils import check_dataset_files
-from recbole_gtc.run import Run, check_output_dir, init_run_logger
+from recbole_gtc.files import check_output_dir
+from recbole_gtc.run import Run, init_run_logger
 from recbole_gtc.trainer import build_trainer
 from recbole_gtc.utils import get_model, get_trainer
 from recbole_gtc.validation import validate_config

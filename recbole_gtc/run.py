@@ -25,6 +25,7 @@ import time
 import torch
 
 from recbole_gtc.errors import RecboleGTCError
+from recbole_gtc.files import atomic_write, check_output_dir, expand_path
 
 RUN_FILE = "run.json"
 BEST_CHECKPOINT = "best.pth"
@@ -39,11 +40,6 @@ VOLATILE_KEYS = frozenset({
     "save_dataset", "save_dataloaders", "dataset_save_path", "dataloaders_save_path",
     "graph_cache_dir", "device", "gpu_id", "worker", "config_files",
 })
-
-
-def expand_path(path):
-    """``~`` and ``$VARS`` expanded: every path option goes through this."""
-    return os.path.expandvars(os.path.expanduser(str(path)))
 
 
 def new_run_id(model, dataset):
@@ -96,14 +92,8 @@ def fingerprint(config):
 
 
 def atomic_save(obj, path, **kwargs):
-    """``torch.save`` to ``path.<pid>.tmp`` in the same folder, then rename onto ``path``."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        torch.save(obj, tmp, **kwargs)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """``torch.save`` through :func:`~recbole_gtc.files.atomic_write`."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp, **kwargs))
 
 
 def _pid_alive(pid):
@@ -209,24 +199,6 @@ class Run:
         path = os.path.join(self.dir, name)
         if os.path.exists(path):
             os.remove(path)
-
-
-def check_output_dir(path, key):
-    """Expand ``path``, create it if needed and check it is a writable folder.
-
-    Raises:
-        RecboleGTCError: ``<path>: <why>`` (a file is in the way, not writable, name too long).
-    """
-    path = expand_path(path)
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise RecboleGTCError(f"{path}: {key} is a file, not a folder")
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as exc:
-        raise RecboleGTCError(f"{path}: cannot create {key} ({exc.strerror or exc})") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise RecboleGTCError(f"{path}: {key} is not writable")
-    return path
 
 
 def _find_resumable(root, digest):

@@ -73,7 +73,7 @@ def test_prepare_output_is_a_file(tmp_path, capsys):
     target = tmp_path / "f"
     target.write_text("x")
     assert prepare_main(["synthetic", "--dataset", "d", "--preset", "tiny", "--out", str(target)]) == 2
-    assert capsys.readouterr().err.strip() == f"error: {target}: output path is a file, not a folder"
+    assert capsys.readouterr().err.strip() == f"error: {target}: output folder is a file, not a folder"
 
 
 def test_an_interrupted_import_leaves_nothing_that_loads(tmp_path, monkeypatch):

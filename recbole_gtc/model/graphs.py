@@ -22,6 +22,8 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
+from recbole_gtc.files import atomic_write
+
 
 def _source_digest():
     # Cache keys include this module's own source: a cache written by code that built the
@@ -46,18 +48,6 @@ def _arrays_sha1(*arrays):
 
 def _distrust(path, reason):
     logging.getLogger(__name__).warning(f"{path}: cached graph not used ({reason}); rebuilding it")
-
-
-def _atomic_write(path, write):
-    """``write(tmp)`` then rename onto ``path``: a reader never sees a partial file."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _topk_mask(scores, k):
@@ -153,7 +143,7 @@ def item_item_graph(features, k, weights, chunk_size=1024, cache_dir=None):
     if path is not None:
         indices, values = graph.indices().cpu(), graph.values().cpu()
         record = {"indices": indices, "values": values, "sha1": _arrays_sha1(indices, values)}
-        _atomic_write(path, lambda tmp: torch.save(record, tmp))
+        atomic_write(path, lambda tmp: torch.save(record, tmp))
     return graph
 
 
@@ -320,7 +310,7 @@ def user_user_graph(users, items, n_users, n_items, k=40, cache_dir=None):
             with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a name
                 np.savez(f, indptr=indptr, indices=indices, counts=counts, sha1=sha1)
 
-        _atomic_write(path, write)
+        atomic_write(path, write)
     return UserGraph(indptr, indices, counts, k)
 
 

@@ -32,7 +32,7 @@ import pandas as pd
 
 from recbole_gtc.data.features import first_line, load_feature_matrix
 from recbole_gtc.errors import DatasetImportError
-from recbole_gtc.run import expand_path
+from recbole_gtc.files import check_output_dir, expand_path
 
 REQUIRED_COLUMNS = ("userID", "itemID", "rating", "timestamp", "x_label")
 DEFAULT_MODALITIES = {"image": "image_feat.npy", "text": "text_feat.npy"}
@@ -247,26 +247,10 @@ def _write_yaml(path, modalities, provenance):
 
 
 def check_output_folder(out, force=False):
-    """Refuse to write a dataset where one would be overwritten or merged.
-
-    An absent or empty folder is fine; a non-empty one only with ``force`` (which
-    replaces it, never merges). A file in the way, a parent that cannot be written or a
-    name the file system rejects is an error naming ``out``.
-    """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise DatasetImportError(f"{out}: output path is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise DatasetImportError(f"{out}: output folder is not empty (use --force to replace it)")
-    parent = out.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DatasetImportError(f"{parent}: cannot create the output folder's parent ({exc.strerror or exc})") from None
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise DatasetImportError(f"{parent}: not writable")
-    if len(out.name.encode()) > 200:
-        raise DatasetImportError(f"{out}: folder name too long ({len(out.name.encode())} bytes)")
+    """Refuse to write a dataset where one would be overwritten or merged: ``out`` must be
+    absent or empty unless ``force`` (which replaces it, never merges); a file in the way,
+    an unwritable parent or an over-long name is an error naming the path."""
+    check_output_dir(out, "output folder", create=False, empty_unless=force, error=DatasetImportError)
 
 
 def _write_outputs(out, name, df, n_items, feats, modalities, provenance, force=False):

@@ -32,7 +32,7 @@ from recbole_gtc.errors import MissingBuildDependency
 from recbole_gtc.prepare.mmrec import (
     BUILD_SEED, check_output_folder, import_mmrec, random_split_labels, write_mmrec_folder,
 )
-from recbole_gtc.run import expand_path
+from recbole_gtc.files import expand_path
 
 NAME = "ml-100k-mm"
 MODALITIES = {"text": "text_feat.npy", "meta": "meta_feat.npy"}

@@ -48,7 +48,7 @@ from recbole_gtc.errors import SynthConfigError
 from recbole_gtc.prepare.mmrec import (
     BUILD_SEED, DEFAULT_MODALITIES, check_output_folder, import_mmrec, random_split_labels, write_mmrec_folder,
 )
-from recbole_gtc.run import expand_path
+from recbole_gtc.files import expand_path
 
 MODALITIES = DEFAULT_MODALITIES  # the MMRec file names
 DEFAULT_SEED = BUILD_SEED
