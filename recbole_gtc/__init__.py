@@ -1,6 +1,10 @@
 """recbole-gtc: GTC for multi-modal recommendation as a RecBole plugin."""
 
-from recbole_gtc import compat as _compat
+from recbole_gtc import kernels as _kernels
+
+_kernels.pin_before_torch()  # before anything imports torch (see recbole_gtc.kernels)
+
+from recbole_gtc import compat as _compat  # noqa: E402  (imports torch)
 
 _compat.apply()
 

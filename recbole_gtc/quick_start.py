@@ -11,6 +11,7 @@ from recbole_gtc.config import MMConfig
 from recbole_gtc.data import create_dataset, data_preparation
 from recbole_gtc.data.utils import check_dataset_files
 from recbole_gtc.files import check_output_dir
+from recbole_gtc.kernels import describe as describe_kernels
 from recbole_gtc.run import Run, init_run_logger
 from recbole_gtc.trainer import build_trainer
 from recbole_gtc.utils import get_model, get_trainer
@@ -86,6 +87,8 @@ def _train_and_test(config, run, saved):
     logger.info(sys.argv)
     logger.info(config)
     logger.info(f"run {run.run_id}: {run.dir}")
+    if config["device"].type == "cpu":
+        logger.info(describe_kernels())
 
     dataset_obj = create_dataset(config)
     logger.info(dataset_obj)
