@@ -218,3 +218,34 @@ def test_a_run_killed_after_early_stopping_resumes_without_training_on(tmp_path,
     assert resumed["epochs"] == whole["epochs"]  # not one epoch more
     assert resumed["best_valid_result"] == whole["best_valid_result"]
     assert resumed["test_result"] == whole["test_result"]
+
+
+def test_resume_refuses_another_model_dataset_or_a_damaged_checkpoint(tmp_path, tiny, monkeypatch):
+    from recbole_gtc.errors import RecboleGTCError
+    from recbole_gtc.trainer import MMTrainer
+
+    overrides = {"data_path": tiny, "epochs": 2, "state": "WARNING", "checkpoint_dir": str(tmp_path / "k")}
+    original = MMTrainer.evaluate
+
+    def killed_during_test(self, eval_data, load_best_model=True, **kwargs):
+        if load_best_model:
+            raise KeyboardInterrupt
+        return original(self, eval_data, load_best_model=load_best_model, **kwargs)
+
+    monkeypatch.setattr(MMTrainer, "evaluate", killed_during_test)
+    with pytest.raises(KeyboardInterrupt):
+        run_recbole_gtc("BPR", "tiny", config_dict=overrides)
+    monkeypatch.setattr(MMTrainer, "evaluate", original)
+    (run_dir,) = glob.glob(str(tmp_path / "k" / "BPR-tiny-*"))
+
+    with pytest.raises(RecboleGTCError, match="cannot resume: it is a BPR run, not LightGCN"):
+        run_recbole_gtc("LightGCN", "tiny", config_dict=overrides, resume=run_dir)
+    synth = dict(overrides, data_path=os.path.join(REPO_ROOT, "dataset"))
+    with pytest.raises(RecboleGTCError, match="cannot resume: it was trained on dataset tiny, not synth-mm"):
+        run_recbole_gtc("BPR", "synth-mm", config_dict=synth, resume=run_dir)
+    last = os.path.join(run_dir, "last.pth")
+    assert os.path.isfile(last)  # refusals leave the interrupted run as it was
+    with open(last, "r+b") as handle:
+        handle.truncate(os.path.getsize(last) // 2)
+    with pytest.raises(RecboleGTCError, match="last.pth: unreadable checkpoint"):
+        run_recbole_gtc("BPR", "tiny", config_dict=overrides, resume=run_dir)
