@@ -15,7 +15,7 @@ from recbole_gtc.kernels import describe as describe_kernels
 from recbole_gtc.run import Run, init_run_logger
 from recbole_gtc.trainer import build_trainer
 from recbole_gtc.utils import get_model, get_trainer
-from recbole_gtc.validation import validate_config
+from recbole_gtc.validation import check_against_dataset, validate_config
 
 SUMMARY_METRICS = ("recall@20", "ndcg@20")
 
@@ -92,6 +92,7 @@ def _train_and_test(config, run, saved):
 
     dataset_obj = create_dataset(config)
     logger.info(dataset_obj)
+    check_against_dataset(config, dataset_obj)  # e.g. topk above the item count, before training
     train_data, valid_data, test_data = data_preparation(config, dataset_obj)
 
     init_seed(config["seed"], config["reproducibility"])

@@ -15,7 +15,6 @@ from recbole_gtc.data.dataset import MultiModalDataset
 from recbole_gtc.data.features import first_line, load_feature_matrix
 from recbole_gtc.data.sampler import MMRecSampler
 from recbole_gtc.utils import BUNDLED_DATASETS, MMREC_DATASETS, RecboleGTCError
-from recbole_gtc.validation import check_against_dataset
 
 PROTOCOLS = ("mmrec", "recbole")
 
@@ -126,7 +125,6 @@ def data_preparation(config, dataset):
     :func:`create_samplers` choosing the evaluation protocol.
     """
     check_model_type(config["model"], config["MODEL_TYPE"])
-    check_against_dataset(config, dataset)
     built_datasets = dataset.build()
     train_dataset, valid_dataset, test_dataset = built_datasets
     train_sampler, valid_sampler, test_sampler = create_samplers(config, dataset, built_datasets)
