@@ -41,7 +41,7 @@ def test_harness_runs_on_tiny_sizes(tmp_path, capsys):
     out = tmp_path / "out"
     code = benchmark.main([
         "--dataset", "synth-mm", "--variants", "GTC,GTC sampled,LightGCN", "--rounds", "1",
-        "--items", "200,400", "--users", "60", "--interactions", "600", "--tc-items", "300",
+        "--max-steps", "2", "--items", "200,400", "--users", "60", "--interactions", "600", "--tc-items", "300",
         "--threads", "1", "--out", str(out),
         "--config", json.dumps({"graph_cache_dir": None}),
     ])
