@@ -253,6 +253,19 @@ def check_output_folder(out, force=False):
     check_output_dir(out, "output folder", create=False, empty_unless=force, error=DatasetImportError)
 
 
+def builder_outputs(name, out_dir=None, keep_raw=None, force=False):
+    """A builder's output folder (default ``./dataset/<name>``) and optional raw MMRec folder,
+    both checked by :func:`check_output_folder` before any work; a raw folder that may be
+    replaced is emptied. Returns ``(out_dir, keep_raw)`` with paths expanded."""
+    out_dir = expand_path(out_dir) if out_dir is not None else os.path.join(os.getcwd(), "dataset", name)
+    check_output_folder(Path(out_dir), force)
+    if keep_raw is not None:
+        keep_raw = expand_path(keep_raw)
+        check_output_folder(Path(keep_raw), force)
+        shutil.rmtree(keep_raw, ignore_errors=True)
+    return out_dir, keep_raw
+
+
 def _write_outputs(out, name, df, n_items, feats, modalities, provenance, force=False):
     # Everything is written to a temporary sibling and renamed into place when complete,
     # so an import killed half way leaves nothing under ``out`` that loads as a dataset.

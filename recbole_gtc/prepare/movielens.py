@@ -21,7 +21,6 @@ The MMRec folder is imported with :func:`~.mmrec.import_mmrec`, like any other.
 """
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -30,9 +29,8 @@ import pandas as pd
 
 from recbole_gtc.errors import MissingBuildDependency
 from recbole_gtc.prepare.mmrec import (
-    BUILD_SEED, check_output_folder, import_mmrec, random_split_labels, write_mmrec_folder,
+    BUILD_SEED, builder_outputs, import_mmrec, random_split_labels, write_mmrec_folder,
 )
-from recbole_gtc.files import expand_path
 
 NAME = "ml-100k-mm"
 MODALITIES = {"text": "text_feat.npy", "meta": "meta_feat.npy"}
@@ -113,12 +111,7 @@ def build_movielens(out_dir=None, keep_raw=None, seed=DEFAULT_SEED, quiet=False,
     """Build ``ml-100k-mm`` (into ``./dataset/ml-100k-mm`` by default); returns the stats.
 
     ``out_dir`` and ``keep_raw`` must be absent or empty unless ``force`` (which replaces them)."""
-    out_dir = out_dir if out_dir is not None else os.path.join(os.getcwd(), "dataset", NAME)
-    check_output_folder(Path(expand_path(out_dir)), force)
-    if keep_raw is not None:
-        keep_raw = expand_path(keep_raw)
-        check_output_folder(Path(keep_raw), force)
-        shutil.rmtree(keep_raw, ignore_errors=True)
+    out_dir, keep_raw = builder_outputs(NAME, out_dir, keep_raw, force)
     inter, items = read_source(source_dir())
     features = {"text_feat.npy": embed_texts(item_texts(items)), "meta_feat.npy": meta_features(items)}
     labels = random_split_labels(inter["userID"].to_numpy(), np.random.default_rng(seed))

@@ -36,19 +36,15 @@ fixed order, so the same parameters give the same bytes):
 """
 
 import json
-import os
-import shutil
 import tempfile
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
 from recbole_gtc.errors import SynthConfigError
 from recbole_gtc.prepare.mmrec import (
-    BUILD_SEED, DEFAULT_MODALITIES, check_output_folder, import_mmrec, random_split_labels, write_mmrec_folder,
+    BUILD_SEED, DEFAULT_MODALITIES, builder_outputs, import_mmrec, random_split_labels, write_mmrec_folder,
 )
-from recbole_gtc.files import expand_path
 
 MODALITIES = DEFAULT_MODALITIES  # the MMRec file names
 DEFAULT_SEED = BUILD_SEED
@@ -253,12 +249,7 @@ def build_synthetic(name, preset="small", out_dir=None, keep_raw=None, quiet=Fal
     ``out_dir`` (default ``./dataset/<name>``) and ``keep_raw`` must be absent or empty
     folders unless ``force``, which replaces them."""
     cfg = make_config(preset, **overrides)
-    out_dir = out_dir if out_dir is not None else os.path.join(os.getcwd(), "dataset", name)
-    check_output_folder(Path(expand_path(out_dir)), force)
-    if keep_raw is not None:
-        keep_raw = expand_path(keep_raw)
-        check_output_folder(Path(keep_raw), force)
-        shutil.rmtree(keep_raw, ignore_errors=True)
+    out_dir, keep_raw = builder_outputs(name, out_dir, keep_raw, force)
     data = generate(cfg)
     provenance = [
         f"Written by: {command_line(name, preset, cfg)}",
