@@ -5,6 +5,27 @@ import scipy.sparse as sp
 import torch
 
 
+def binary_matrix(users, items, n_users, n_items):
+    """Binary interaction matrix ``R``: scipy CSR ``(n_users, n_items)`` float32 with sorted
+    indices; duplicate (user, item) pairs count once. Every graph of the package starts here.
+
+    Args:
+        users, items (array-like or Tensor of int): ``(nnz,)`` interactions, ids ``< n``.
+        n_users, n_items (int): id ranges.
+    """
+    if isinstance(users, torch.Tensor):
+        users = users.cpu().numpy()
+    if isinstance(items, torch.Tensor):
+        items = items.cpu().numpy()
+    users = np.asarray(users, dtype=np.int64).ravel()
+    items = np.asarray(items, dtype=np.int64).ravel()
+    r = sp.csr_matrix((np.ones(len(users), dtype=np.float32), (users, items)), shape=(n_users, n_items))
+    r.sum_duplicates()
+    r.data[:] = 1.0
+    r.sort_indices()
+    return r
+
+
 def normalized_bipartite_adjacency(users, items, n_users, n_items):
     """Symmetric-normalised adjacency ``D^-1/2 A D^-1/2`` of the user-item graph, no self loops.
 
@@ -15,8 +36,7 @@ def normalized_bipartite_adjacency(users, items, n_users, n_items):
     Returns:
         torch.Tensor: sparse COO, ``(n_users + n_items, n_users + n_items)``, coalesced.
     """
-    r = sp.coo_matrix((np.ones(len(users), dtype=np.float32), (users, items)), shape=(n_users, n_items)).tocsr()
-    r.data[:] = 1.0  # binary even with duplicate rows
+    r = binary_matrix(users, items, n_users, n_items)
     adj = sp.bmat([[None, r], [r.T, None]], format="coo")
     degree = np.asarray(adj.sum(axis=1)).ravel()
     inv_sqrt = np.zeros_like(degree)

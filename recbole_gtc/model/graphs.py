@@ -18,11 +18,11 @@ import logging
 import os
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
 from recbole_gtc.files import atomic_write
+from recbole_gtc.model.bipartite import binary_matrix
 
 
 def _source_digest():
@@ -243,17 +243,6 @@ class UserGraph:
         return F.embedding_bag(index, h, per_sample_weights=weight.to(h.dtype), mode="sum")
 
 
-def _binary_matrix(users, items, n_users, n_items):
-    """Binary CSR ``R`` ``(n_users, n_items)`` with sorted indices; duplicates count once."""
-    users = np.asarray(users, dtype=np.int64).ravel()
-    items = np.asarray(items, dtype=np.int64).ravel()
-    r = sp.csr_matrix((np.ones(len(users), dtype=np.float32), (users, items)), shape=(n_users, n_items))
-    r.sum_duplicates()
-    r.data[:] = 1.0
-    r.sort_indices()
-    return r
-
-
 def _top_neighbours(r, k):
     """CSR arrays of each user's top-k co-interacting users by count, ties to the smaller id."""
     c = (r @ r.T).tocoo()
@@ -286,11 +275,7 @@ def user_user_graph(users, items, n_users, n_items, k=40, cache_dir=None):
     Returns:
         UserGraph
     """
-    if isinstance(users, torch.Tensor):
-        users = users.cpu().numpy()
-    if isinstance(items, torch.Tensor):
-        items = items.cpu().numpy()
-    r = _binary_matrix(users, items, n_users, n_items)
+    r = binary_matrix(users, items, n_users, n_items)
     path = None
     if cache_dir is not None:
         digest = hashlib.sha1(repr((_USER_GRAPH_VERSION, int(n_users), int(n_items), int(k))).encode())

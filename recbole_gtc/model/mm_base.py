@@ -12,11 +12,11 @@
 """
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 
+from recbole_gtc.model.bipartite import binary_matrix
 from recbole_gtc.model.graphs import item_item_graph
 from recbole_gtc.utils import RecboleGTCError
 
@@ -58,10 +58,7 @@ class MultiModalRecommender(GeneralRecommender):
     def interaction_matrix(self, dataset):
         """Binary training matrix ``R``, scipy CSR ``(n_users, n_items)``; duplicates count once."""
         users, items = self.training_pairs(dataset)
-        r = sp.csr_matrix((np.ones(len(users), dtype=np.float32), (users, items)), shape=(self.n_users, self.n_items))
-        r.sum_duplicates()
-        r.data[:] = 1.0
-        return r
+        return binary_matrix(users, items, self.n_users, self.n_items)
 
     def modality_weights(self, image_weight):
         """Item-graph weight per modality, MMRec's ``mm_image_weight`` rule generalised.
