@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from recbole_gtc.model.bipartite import normalized_bipartite_adjacency, propagate
-from recbole_gtc.model.graphs import UserGraph, user_user_graph
+from recbole_gtc.model.graphs import UserGraph, epoch_generator, user_user_graph
 from recbole_gtc.model.mm_base import MultiModalRecommender, power_propagate
 
 _LN2 = math.log(2.0)
@@ -87,7 +87,7 @@ class DRAGON(MultiModalRecommender):
     def on_epoch_start(self, epoch_idx):
         """Re-draw the padding of users with fewer than k neighbours (once per epoch, as released;
         the same draws as GTC's for the same seed and epoch)."""
-        generator = torch.Generator().manual_seed(self.seed * 100003 + int(epoch_idx))
+        generator = epoch_generator(self.seed, epoch_idx)
         index, weight = self.user_graph.sample(generator=generator)
         self.user_nb_index = index.to(self.user_nb_index.device)
         self.user_nb_weight = weight.to(self.user_nb_weight.device)

@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from recbole_gtc.model.bipartite import normalized_bipartite_adjacency
+from recbole_gtc.model.graphs import epoch_generator
 from recbole_gtc.model.mm_base import MultiModalRecommender, lightgcn_mean, power_propagate
 from recbole_gtc.utils import RecboleGTCError
 
@@ -134,7 +135,7 @@ class FREEDOM(MultiModalRecommender):
         if self.dropout <= 0:
             self.masked_adj = self.norm_adj
             return
-        generator = torch.Generator().manual_seed(self.seed * 100003 + int(epoch_idx))
+        generator = epoch_generator(self.seed, epoch_idx)
         keep = sample_edges(self.edge_values, self.n_kept_edges(), generator=generator)
         adj = pruned_adjacency(self.edge_users, self.edge_items, keep, self.n_users, self.n_items)
         self.masked_adj = adj.to(self.norm_adj.device)

@@ -163,6 +163,13 @@ def _load_item_graph(path, n):
         return _distrust(path, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
 
 
+def epoch_generator(seed, epoch_idx):
+    """The CPU generator of a model's once-per-epoch graph re-draws (user-graph padding,
+    FREEDOM's edge pruning): a function of (seed, epoch) only, so every model draws the same
+    padding for the same seed and epoch, and a resumed run redraws what it would have drawn."""
+    return torch.Generator().manual_seed(int(seed) * 100003 + int(epoch_idx))
+
+
 class UserGraph:
     """Each user's kept co-interaction neighbours, in CSR form.
 

@@ -29,14 +29,15 @@ from recbole_gtc.model.bipartite import normalized_bipartite_adjacency, propagat
 from recbole_gtc.model.denoiser import ConditionalDenoiser
 from recbole_gtc.model.diffusion import GaussianDiffusion
 from recbole_gtc.model.gate import similarity_gate
-from recbole_gtc.model.graphs import item_item_graph, user_user_graph
+from recbole_gtc.model.graphs import epoch_generator, item_item_graph, user_user_graph
+from recbole_gtc.model.scoring import CachedEvalScores
 from recbole_gtc.model.tc_loss import pairwise_infonce_loss, symile_loss
 from recbole_gtc.utils import RecboleGTCError
 
 _LN2 = math.log(2.0)
 
 
-class GTC(GeneralRecommender):
+class GTC(CachedEvalScores, GeneralRecommender):
     r"""GTC as a RecBole general recommender.
 
     Needs a :class:`~recbole_gtc.data.MultiModalDataset` (a dataset whose YAML names
@@ -83,7 +84,6 @@ class GTC(GeneralRecommender):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(self.logit_scale_init)))
 
         self._build_graphs(config, dataset, feats)
-        self._eval_cache = None
 
     def _read_config(self, config):
         keys = [
@@ -151,7 +151,7 @@ class GTC(GeneralRecommender):
 
     def on_epoch_start(self, epoch_idx):
         """Re-draw the padding of users with fewer than k neighbours (once per epoch, as released)."""
-        generator = torch.Generator().manual_seed(self.seed * 100003 + int(epoch_idx))
+        generator = epoch_generator(self.seed, epoch_idx)
         index, weight = self.user_graph.sample(generator=generator)
         self.user_nb_index = index.to(self.user_nb_index.device)
         self.user_nb_weight = weight.to(self.user_nb_weight.device)
@@ -298,31 +298,7 @@ class GTC(GeneralRecommender):
         return symile_loss(views, scale, chunk_size=self.tc_chunk_size, rows=rows)
 
     # ------------------------------------------------------------------ evaluation
-    def train(self, mode=True):
-        # Any switch between training and evaluation invalidates the evaluation embeddings,
-        # so evaluation never reuses representations from stale parameters.
-        self._eval_cache = None
-        return super().train(mode)
-
-    def load_state_dict(self, *args, **kwargs):
-        self._eval_cache = None
-        return super().load_state_dict(*args, **kwargs)
-
-    def _eval_embeddings(self):
-        """Final representations computed once per evaluation, in eval mode."""
-        if self.training:
-            raise RuntimeError("GTC scores are computed in eval mode (call model.eval() first)")
-        if self._eval_cache is None:
-            with torch.no_grad():
-                out = self.forward()
-            self._eval_cache = (out["user"], out["item"])
-        return self._eval_cache
-
-    def predict(self, interaction):
-        users, items = self._eval_embeddings()
-        u = users[interaction[self.USER_ID]]
-        return (u * items[interaction[self.ITEM_ID]]).sum(-1)
-
-    def full_sort_predict(self, interaction):
-        users, items = self._eval_embeddings()
-        return users[interaction[self.USER_ID]] @ items.T
+    def compute_embeddings(self):
+        """Final ``(user, item)`` representations for scoring (see :class:`CachedEvalScores`)."""
+        out = self.forward()
+        return out["user"], out["item"]

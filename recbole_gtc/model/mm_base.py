@@ -18,10 +18,11 @@ from recbole.utils import InputType
 
 from recbole_gtc.model.bipartite import binary_matrix
 from recbole_gtc.model.graphs import item_item_graph
+from recbole_gtc.model.scoring import CachedEvalScores
 from recbole_gtc.utils import RecboleGTCError
 
 
-class MultiModalRecommender(GeneralRecommender):
+class MultiModalRecommender(CachedEvalScores, GeneralRecommender):
     """Base class: subclasses implement :meth:`compute_embeddings` and ``calculate_loss``.
 
     Attributes:
@@ -47,7 +48,6 @@ class MultiModalRecommender(GeneralRecommender):
             setattr(self, key, config[key])
         self.modalities = list(feats)
         self.seed = int(config["seed"] or 0)
-        self._eval_cache = None
 
     # ------------------------------------------------------------------ graphs
     @staticmethod
@@ -89,36 +89,6 @@ class MultiModalRecommender(GeneralRecommender):
         s = item_item_graph({m: feats[m][1:] for m in self.modalities}, k, weights,
                             chunk_size=chunk_size, cache_dir=cache_dir)
         return torch.sparse_coo_tensor(s.indices() + 1, s.values(), (self.n_items, self.n_items)).coalesce()
-
-    # ------------------------------------------------------------------ evaluation
-    def compute_embeddings(self):
-        """``(user (n_users, D), item (n_items, D))`` final representations for scoring."""
-        raise NotImplementedError
-
-    def train(self, mode=True):
-        # Any switch between training and evaluation invalidates the evaluation embeddings.
-        self._eval_cache = None
-        return super().train(mode)
-
-    def load_state_dict(self, *args, **kwargs):
-        self._eval_cache = None
-        return super().load_state_dict(*args, **kwargs)
-
-    def _eval_embeddings(self):
-        if self.training:
-            raise RuntimeError(f"{type(self).__name__} scores are computed in eval mode (call model.eval() first)")
-        if self._eval_cache is None:
-            with torch.no_grad():
-                self._eval_cache = self.compute_embeddings()
-        return self._eval_cache
-
-    def predict(self, interaction):
-        users, items = self._eval_embeddings()
-        return (users[interaction[self.USER_ID]] * items[interaction[self.ITEM_ID]]).sum(-1)
-
-    def full_sort_predict(self, interaction):
-        users, items = self._eval_embeddings()
-        return users[interaction[self.USER_ID]] @ items.T
 
 
 def sparse_from_scipy(matrix):
