@@ -176,11 +176,11 @@ class Run:
 
     def _write_meta(self, status):
         self.meta.update(status=status, pid=os.getpid(), updated=time.strftime("%Y-%m-%d %H:%M:%S"))
-        path = os.path.join(self.dir, RUN_FILE)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as handle:
-            json.dump(self.meta, handle, indent=1, sort_keys=True)
-        os.replace(tmp, path)
+        def write(tmp):
+            with open(tmp, "w") as handle:
+                json.dump(self.meta, handle, indent=1, sort_keys=True)
+
+        atomic_write(os.path.join(self.dir, RUN_FILE), write)
 
     def finish(self, keep_best=True):
         """A completed run keeps its best checkpoint (or none with ``keep_best=False``) and its log."""
