@@ -120,8 +120,14 @@ def quiet_library_warnings():
 
 
 def main(argv=None):
-    args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     from recbole_gtc.errors import RecboleGTCError
+
+    if "--recommend" in argv:  # top-K items from a trained checkpoint (recbole_gtc.recommend)
+        from recbole_gtc.recommend import main as recommend_main
+
+        return recommend_main(argv)
+    args, overrides = parse_args(argv)
 
     try:
         with quiet_library_warnings():

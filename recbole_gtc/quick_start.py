@@ -37,7 +37,7 @@ def load_config(model, dataset, config_file_list=None, config_dict=None, cmd_arg
 
 
 def run_recbole_gtc(model, dataset, config_file_list=None, config_dict=None, saved=True, cmd_args=None,
-                    resume=None, config=None):
+                    resume=None, config=None, test=True):
     """Train ``model`` on ``dataset`` with early stopping on validation, then test the best epoch.
 
     Mirrors :func:`recbole.quick_start.run_recbole`, with :class:`MMConfig`'s cascade,
@@ -55,6 +55,8 @@ def run_recbole_gtc(model, dataset, config_file_list=None, config_dict=None, sav
         resume (None, True or str): continue an interrupted run of the same configuration
             (``True``: the latest one under ``checkpoint_dir``; a path: that run folder).
         config (Config, optional): an already loaded :func:`load_config` result.
+        test (bool): evaluate the test split at the end (``False`` for hyper-parameter
+            search, which must never look at test: ``test_result`` is then ``{}``).
 
     Returns:
         dict: ``model``, ``dataset``, ``eval_protocol``, ``run_id``, ``run_dir``,
@@ -65,7 +67,7 @@ def run_recbole_gtc(model, dataset, config_file_list=None, config_dict=None, sav
         config = load_config(model, dataset, config_file_list, config_dict, cmd_args)
     run = Run.start(config, resume=resume)
     try:
-        result = _train_and_test(config, run, saved)
+        result = _train_and_test(config, run, saved, test)
     except Exception:
         # A failed run removes its checkpoints; a refused resume (nothing trained yet)
         # leaves the interrupted run as it was. A KeyboardInterrupt keeps last.pth.
@@ -76,7 +78,7 @@ def run_recbole_gtc(model, dataset, config_file_list=None, config_dict=None, sav
     return result
 
 
-def _train_and_test(config, run, saved):
+def _train_and_test(config, run, saved, test=True):
     init_seed(config["seed"], config["reproducibility"])
     # RecBole's init_seed only pins cuDNN. On CPU the backward of advanced indexing
     # (index_put with accumulate) is multi-threaded and not bitwise reproducible, so
@@ -107,7 +109,9 @@ def _train_and_test(config, run, saved):
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )
-    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    test_result = {}
+    if test:
+        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
 
     logger.info(set_color("best valid ", "yellow") + f": {dict(best_valid_result)}")
     logger.info(set_color("test result", "yellow") + f": {dict(test_result)}")

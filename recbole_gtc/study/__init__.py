@@ -1,0 +1,27 @@
+"""Comparison studies: models x seeds on one dataset, with statistics and a results page.
+
+    recbole-gtc --model="GTC,GTC[use_tc=False],LightGCN" --dataset=synth-mm --seeds=5
+
+Modules:
+
+* :mod:`~recbole_gtc.study.spec`: model specs (``GTC[use_tc=False]``) and seeds;
+* :mod:`~recbole_gtc.study.cache`: finished runs stored under a hash of their
+  configuration and dataset files, so a comparison never re-runs them;
+* :mod:`~recbole_gtc.study.compare`: the loop over specs x seeds;
+* :mod:`~recbole_gtc.study.stats`: mean +- std, paired t-test over seeds, per-user
+  Wilcoxon over the pooled seeds, relative improvement;
+* :mod:`~recbole_gtc.study.report`: the Markdown and CSV tables and the PNG;
+* :mod:`~recbole_gtc.study.tune`: hyper-parameter search on validation with RecBole's
+  HyperTuning.
+
+A *run record* (one model spec, one seed) is a plain dict:
+
+* ``label`` (str): the spec as the user wrote it, e.g. ``"GTC[use_tc=False]"``;
+* ``model`` (str), ``dataset`` (str), ``seed`` (int), ``run_id`` (str);
+* ``valid_result`` / ``test_result`` (dict metric -> float): best validation epoch,
+  and test at that epoch (RecBole's metric names, e.g. ``"recall@20"``);
+* ``epochs`` (int or None), ``train_seconds_per_epoch`` (float, median);
+* ``users`` (list of str): the test users' tokens, in a fixed order;
+* ``per_user`` (dict metric -> numpy float array, shape ``[len(users)]``): each test
+  user's value of the metric; its mean is ``test_result[metric]``.
+"""
