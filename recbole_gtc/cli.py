@@ -87,6 +87,22 @@ def build_parser():
     parser.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUN_DIR",
                         help="continue an interrupted run of the same configuration: the latest one under "
                              "checkpoint_dir, or the run folder given")
+    study = parser.add_argument_group(
+        "comparison study", "train every model (variants as MODEL[key=value,...]) with every seed, "
+        "then write mean +- std tables, significance tests and a PNG under RESULTS_DIR/<dataset>/")
+    study.add_argument("--seeds", default=None, metavar="N|S1,S2,..",
+                       help="a count (from the configured seed on) or a list of seeds; turns on the study")
+    study.add_argument("--results_dir", default=None, metavar="DIR",
+                       help="where the study writes (default: results); finished runs are cached there")
+    study.add_argument("--tune", action="store_true",
+                       help="first search each model's grid (properties/hyper/<MODEL>.hyper) on validation "
+                            "and compare the best configurations")
+    study.add_argument("--tune_algo", default="exhaustive", choices=("exhaustive", "random", "bayes"),
+                       help="search algorithm of --tune (RecBole's HyperTuning; default: %(default)s)")
+    study.add_argument("--max_evals", type=int, default=None, metavar="N",
+                       help="most trials per model for --tune (default: the whole grid)")
+    parser.add_argument("--recommend", action="store_true",
+                        help="top-K items for --users from --checkpoint (see README: Recommendations)")
     return parser
 
 
@@ -143,7 +159,11 @@ def _main(args, overrides):
     from recbole_gtc.quick_start import comparison_table, load_config, run_recbole_gtc
     from recbole_gtc.utils import get_model
 
+    if args.seeds is not None or args.tune or args.results_dir is not None:
+        return _study(args, overrides)
     models = [m.strip() for m in args.model.split(",") if m.strip()]
+    if any("[" in m for m in models):
+        raise RecboleGTCError("--model: variants (MODEL[key=value]) are for a comparison study: add --seeds")
     if not models:
         raise RecboleGTCError("--model: no model named")
     if args.resume is not None and len(models) > 1:
@@ -165,6 +185,24 @@ def _main(args, overrides):
     if len(results) > 1:
         print(f"\nComparison on {args.dataset} (protocol={results[0]['eval_protocol']}, test at best validation epoch):")
         print(comparison_table(results))
+    return 0
+
+
+def _study(args, overrides):
+    from recbole_gtc.errors import RecboleGTCError
+    from recbole_gtc.study.compare import run_study
+
+    if args.resume is not None:
+        raise RecboleGTCError("--resume and --seeds: a study continues by itself; run the same command again")
+    if args.max_evals is not None and args.max_evals < 1:
+        raise RecboleGTCError(f"--max_evals={args.max_evals}: must be at least 1")
+    config_files = args.config_files.split() if args.config_files else None
+    outcome = run_study(args.model, args.dataset, args.seeds or "1", config_files, overrides,
+                        results_dir=args.results_dir or "results", saved=args.saved, tune=args.tune,
+                        tune_algo=args.tune_algo, max_evals=args.max_evals)
+    report = outcome["report"]
+    print(report["markdown"])
+    print(f"\nwritten: {report['md']}, {report['csv']}, {report['runs_csv']}, {report['png']}", flush=True)
     return 0
 
 

@@ -12,7 +12,7 @@ from recbole_gtc.data import create_dataset, data_preparation
 from recbole_gtc.data.utils import check_dataset_files
 from recbole_gtc.files import check_output_dir
 from recbole_gtc.kernels import describe as describe_kernels
-from recbole_gtc.run import Run, init_run_logger
+from recbole_gtc.run import Run, init_run_logger, save_per_user
 from recbole_gtc.trainer import build_trainer
 from recbole_gtc.utils import get_model, get_trainer
 from recbole_gtc.validation import check_against_dataset, validate_config
@@ -61,7 +61,9 @@ def run_recbole_gtc(model, dataset, config_file_list=None, config_dict=None, sav
     Returns:
         dict: ``model``, ``dataset``, ``eval_protocol``, ``run_id``, ``run_dir``,
         ``best_valid_score``, ``best_valid_result``, ``test_result`` (metric -> value),
-        ``epochs``, ``train_seconds_per_epoch`` and ``summary`` (one line).
+        ``epochs``, ``train_seconds_per_epoch``, ``users`` and ``per_user`` (the test
+        users' tokens and each one's metric values, see :mod:`recbole_gtc.evaluation`;
+        ``None`` without a full-ranking test) and ``summary`` (one line).
     """
     if config is None:
         config = load_config(model, dataset, config_file_list, config_dict, cmd_args)
@@ -109,9 +111,12 @@ def _train_and_test(config, run, saved, test=True):
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )
-    test_result = {}
+    test_result, per_user = {}, None
     if test:
         test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+        per_user = trainer.per_user_result(test_data.dataset)
+        if per_user is not None:
+            save_per_user(run.per_user_file, *per_user)
 
     logger.info(set_color("best valid ", "yellow") + f": {dict(best_valid_result)}")
     logger.info(set_color("test result", "yellow") + f": {dict(test_result)}")
@@ -127,6 +132,9 @@ def _train_and_test(config, run, saved, test=True):
         # RecBole's own trainers (e.g. TraditionalTrainer for ItemKNN) do not time epochs.
         "epochs": len(trainer.train_loss_dict) if trainer.train_loss_dict else None,
         "train_seconds_per_epoch": _median(getattr(trainer, "epoch_seconds", [])),
+        # each test user's metric values (a full-ranking test): for per-user significance tests
+        "users": per_user[0] if per_user else None,
+        "per_user": per_user[1] if per_user else None,
     }
     result["summary"] = summary_line(result)
     return result

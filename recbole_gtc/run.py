@@ -9,6 +9,8 @@ in the same second in the same folder. The folder holds:
   (``running | finished | failed``) and the owning process id;
 * ``run.log``: the run's log (and ``tensorboard/``, RecBole's event files);
 * ``best.pth``: the best-validation checkpoint (RecBole's format), which the test loads;
+* ``test_per_user.npz``: each test user's metric values (``users``: tokens, then one
+  array per metric, e.g. ``recall@20``), for per-user significance tests;
 * ``last.pth``: the state after the last completed epoch (model, optimizer,
   early-stopping state, every RNG state), for ``--resume``; removed when the run ends.
 
@@ -31,6 +33,7 @@ RUN_FILE = "run.json"
 BEST_CHECKPOINT = "best.pth"
 RESUME_CHECKPOINT = "last.pth"
 LOG_FILE = "run.log"
+PER_USER_FILE = "test_per_user.npz"
 
 #: Keys that never change a run's numbers (where files go, how much is printed, the
 #: device string RecBole derives); everything else in the final configuration is
@@ -96,6 +99,31 @@ def atomic_save(obj, path, **kwargs):
     atomic_write(path, lambda tmp: torch.save(obj, tmp, **kwargs))
 
 
+def save_per_user(path, users, values):
+    """Write the test users' tokens and their per-user metric values (``metric -> [n_users]``)
+    as one ``.npz`` (``users`` plus one array per metric), atomically."""
+    import numpy as np
+
+    arrays = {"users": np.asarray(users, dtype=str)}
+    arrays.update({name: np.asarray(v, dtype=np.float64) for name, v in values.items()})
+
+    def write(tmp):
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+
+    atomic_write(path, write)
+
+
+def load_per_user(path):
+    """``(users, values)`` as written by :func:`save_per_user`."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as data:
+        users = [str(u) for u in data["users"]]
+        values = {name: data[name].astype(np.float64) for name in data.files if name != "users"}
+    return users, values
+
+
 def _pid_alive(pid):
     try:
         os.kill(int(pid), 0)
@@ -130,6 +158,10 @@ class Run:
     @property
     def resume_checkpoint(self):
         return os.path.join(self.dir, RESUME_CHECKPOINT)
+
+    @property
+    def per_user_file(self):
+        return os.path.join(self.dir, PER_USER_FILE)
 
     @property
     def log_file(self):
@@ -201,6 +233,16 @@ class Run:
             os.remove(path)
 
 
+def resumable_run(config):
+    """The folder of an interrupted run with ``config``'s fingerprint under
+    ``checkpoint_dir`` (its ``last.pth`` present, its process gone), or ``None``."""
+    root = check_output_dir(config["checkpoint_dir"], "checkpoint_dir")
+    try:
+        return _find_resumable(root, fingerprint(config))
+    except RecboleGTCError:
+        return None
+
+
 def _find_resumable(root, digest):
     candidates = []
     for name in os.listdir(root):
@@ -250,6 +292,11 @@ def _check_resumable(path, config, digest):
     return run_dir
 
 
+#: When set (e.g. ``logging.WARNING`` by a comparison study, which prints its own progress),
+#: the console shows only messages at this level or above; ``run.log`` keeps everything.
+CONSOLE_LEVEL = None
+
+
 def init_run_logger(config, log_file):
     """RecBole's logger (coloured console + plain file) writing to this run's ``log_file``.
 
@@ -269,7 +316,7 @@ def init_run_logger(config, log_file):
     fh.setFormatter(logging.Formatter("%(asctime)-15s %(levelname)s  %(message)s", "%a %d %b %Y %H:%M:%S"))
     fh.addFilter(RemoveColorFilter())
     sh = logging.StreamHandler()
-    sh.setLevel(level)
+    sh.setLevel(max(level, CONSOLE_LEVEL or level))
     sh.setFormatter(colorlog.ColoredFormatter(
         "%(log_color)s%(asctime)-15s %(levelname)s  %(message)s", "%d %b %H:%M", log_colors=log_colors_config
     ))

@@ -10,12 +10,13 @@ import torch
 from recbole.trainer import Trainer
 
 from recbole_gtc.errors import RecboleGTCError
+from recbole_gtc.evaluation import PerUserRecorder
 from recbole_gtc.run import atomic_save
 
 RESUME_FORMAT = 1
 
 
-class RunTrainerMixin:
+class RunTrainerMixin(PerUserRecorder):
     """Mixed into any RecBole trainer by :func:`build_trainer`.
 
     * The best checkpoint goes to the run's own ``best.pth`` (RecBole names it by model
@@ -26,6 +27,8 @@ class RunTrainerMixin:
       every random state (Python, NumPy, torch, CUDA, the training dataloader's
       shuffling generator). :meth:`resume` restores it, so a killed run continues
       and ends with exactly the metrics of an uninterrupted one on CPU.
+    * The last evaluation's per-user metric values are kept (:class:`PerUserRecorder`),
+      for the per-user significance tests of a comparison study.
     """
 
     run = None
@@ -37,6 +40,7 @@ class RunTrainerMixin:
         self.saved_model_file = run.best_checkpoint
         if not hasattr(self, "epoch_seconds"):
             self.epoch_seconds = []
+        self._record_eval_users()
 
     # ------------------------------------------------------------------ checkpoints
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):

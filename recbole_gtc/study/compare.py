@@ -1,0 +1,161 @@
+"""The comparison loop: every model spec with every seed on one dataset, then the report.
+
+    recbole-gtc --model="GTC,GTC[use_tc=False],DRAGON,LightGCN" --dataset=synth-mm --seeds=5
+
+Every run uses the same split, sampler, evaluation protocol and evaluator (the dataset's
+configuration); only the model, its variant overrides and the seed differ. Runs go seed
+by seed (all specs with the first seed, then the second, ...), so an interrupted study
+already has every model at some seeds. Finished runs are stored in a
+:class:`~recbole_gtc.study.cache.RunCache` and never trained again; a run interrupted
+half-way is continued from its ``last.pth`` (the ``--resume`` machinery of
+:mod:`recbole_gtc.run`), so a killed comparison, started again with the same command,
+ends with the numbers an uninterrupted one would have given.
+"""
+
+import logging
+import os
+import sys
+import time
+
+from recbole_gtc.errors import RecboleGTCError
+from recbole_gtc.study.cache import RunCache
+from recbole_gtc.study.spec import parse_seeds, parse_specs
+
+#: Metrics of the tables and the significance tests (RecBole names).
+DEFAULT_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+
+
+def _progress(message):
+    print(f"[study] {message}", file=sys.stderr, flush=True)
+
+
+def study_dir(results_dir, dataset):
+    return os.path.join(results_dir, dataset)
+
+
+def plan(model_text, dataset, seeds_text, config_files=None, cmd_args=None, tuned_files=None):
+    """Every (spec, seed) of the study with its loaded configuration, checked before anything trains.
+
+    Args:
+        model_text (str): ``--model``, e.g. ``"GTC,GTC[use_tc=False],LightGCN"``.
+        dataset (str): the dataset.
+        seeds_text (str): ``--seeds`` (a count from the configured ``seed``, or a list).
+        config_files (list of str, optional): the user's YAML files.
+        cmd_args (list of str, optional): the user's ``--key=value`` overrides.
+        tuned_files (dict, optional): label -> YAML of tuned hyper-parameters, appended to
+            that spec's configuration files.
+
+    Returns:
+        list of ``(spec, seed, config)``, seed-major.
+
+    Raises:
+        RecboleGTCError: a bad spec, seed list or configuration (the first one found).
+    """
+    from recbole_gtc.quick_start import load_config
+
+    cmd_args = list(cmd_args or [])
+    if any(arg.startswith("--seed=") for arg in cmd_args):
+        raise RecboleGTCError("--seed and --seeds together: give the seeds with --seeds (a count or a list)")
+    specs = parse_specs(model_text)
+    base = load_config(specs[0].model, dataset, config_files, cmd_args=cmd_args + specs[0].cmd_args())
+    seeds = parse_seeds(seeds_text, base["seed"])
+    runs = []
+    for seed in seeds:
+        for spec in specs:
+            files = list(config_files or []) + ([tuned_files[spec.label]] if tuned_files and spec.label in tuned_files else [])
+            args = cmd_args + spec.cmd_args() + [f"--seed={seed}"]
+            runs.append((spec, seed, load_config(spec.model, dataset, files or None, cmd_args=args)))
+    return runs
+
+
+def run_study(model_text, dataset, seeds_text, config_files=None, cmd_args=None, results_dir="results",
+              saved=True, tune=False, tune_algo="exhaustive", max_evals=None, metrics=DEFAULT_METRICS):
+    """Train every spec with every seed (or take it from the cache), then write the report.
+
+    Args:
+        model_text, dataset, seeds_text, config_files, cmd_args: see :func:`plan`.
+        results_dir (str): the report goes to ``<results_dir>/<dataset>/`` (``comparison.md``,
+            ``comparison.csv``, ``runs.csv``, ``comparison.png``), finished runs to its ``runs/``
+            and tuned hyper-parameters to its ``tuned/``.
+        saved (bool): test the best-validation epoch and keep its checkpoint (``True``), or
+            test the last epoch.
+        tune (bool): first search each spec's hyper-parameters on validation
+            (:mod:`recbole_gtc.study.tune`) and use the best configuration.
+        tune_algo (str), max_evals (int): the search (``exhaustive``: every grid point).
+        metrics (tuple of str): metrics of the tables and tests.
+
+    Returns:
+        dict: ``records`` (list of run records) and ``report`` (see
+        :func:`recbole_gtc.study.report.write_report`).
+    """
+    from recbole_gtc import run as run_module
+    from recbole_gtc.quick_start import run_recbole_gtc
+    from recbole_gtc.run import fingerprint, resumable_run
+    from recbole_gtc.study.report import write_report
+
+    out_dir = study_dir(results_dir, dataset)
+    cache = RunCache(os.path.join(out_dir, "runs"))
+    tuned_files = _tune_all(model_text, dataset, config_files, cmd_args, out_dir, tune_algo, max_evals) if tune else None
+    runs = plan(model_text, dataset, seeds_text, config_files, cmd_args, tuned_files)
+    for metric in metrics:
+        name, _, k = metric.partition("@")
+        config = runs[0][2]
+        if name not in [m.lower() for m in config["metrics"]] or int(k or 0) not in config["topk"]:
+            raise RecboleGTCError(f"study metric {metric}: not among the configured metrics/topk "
+                                  f"({config['metrics']} at {config['topk']})")
+
+    keys = [fingerprint(config) for _, _, config in runs]
+    todo = sum(cache.get(key) is None for key in keys)
+    _progress(f"{dataset}: {len(runs)} runs ({len(runs) // len(set(s for _, s, _ in runs))} models x "
+              f"{len(set(s for _, s, _ in runs))} seeds), {len(runs) - todo} already done, {todo} to train")
+    records = []
+    previous_level = run_module.CONSOLE_LEVEL
+    run_module.CONSOLE_LEVEL = logging.WARNING  # the study prints its own progress
+    try:
+        done = 0
+        for i, ((spec, seed, config), key) in enumerate(zip(runs, keys), 1):
+            record = cache.get(key, label=spec.label)
+            if record is not None:
+                _progress(f"[{i}/{len(runs)}] {spec.label} seed {seed}: done before ({record['run_id']})")
+                records.append(record)
+                continue
+            resume_dir = resumable_run(config)
+            _progress(f"[{i}/{len(runs)}] {spec.label} seed {seed}: "
+                      + (f"continuing {os.path.basename(resume_dir)}" if resume_dir else "training")
+                      + f" ({todo - done} to train)")
+            start = time.perf_counter()
+            result = run_recbole_gtc(spec.model, dataset, saved=saved, resume=resume_dir, config=config)
+            done += 1
+            record = {
+                "label": spec.label, "model": spec.model, "dataset": dataset, "seed": seed,
+                "run_id": result["run_id"], "run_dir": result["run_dir"], "fingerprint": key,
+                "eval_protocol": result["eval_protocol"], "valid_result": result["best_valid_result"],
+                "test_result": result["test_result"], "epochs": result["epochs"],
+                "train_seconds_per_epoch": result["train_seconds_per_epoch"],
+                "users": result["users"], "per_user": result["per_user"],
+            }
+            cache.put(key, record)
+            records.append(cache.get(key, label=spec.label))
+            shown = " ".join(f"{m}={record['test_result'].get(m, float('nan')):.4f}" for m in metrics[:2])
+            _progress(f"[{i}/{len(runs)}] {spec.label} seed {seed}: test {shown}, {record['epochs']} epochs, "
+                      f"{time.perf_counter() - start:.0f} s")
+    finally:
+        run_module.CONSOLE_LEVEL = previous_level
+    title = f"{dataset}: {len(set(r['label'] for r in records))} models x {len(set(r['seed'] for r in records))} seeds"
+    report = write_report(records, list(metrics), out_dir, title=title)
+    return {"records": records, "report": report}
+
+
+def _tune_all(model_text, dataset, config_files, cmd_args, out_dir, algo, max_evals):
+    """Search each spec's grid on validation; label -> YAML of its best hyper-parameters."""
+    from recbole_gtc.study.tune import tune
+
+    tuned = {}
+    for spec in parse_specs(model_text):
+        result = tune(spec.label, spec.model, dataset, config_files=config_files,
+                      config_dict=spec.config_dict(), cmd_args=list(cmd_args or []), algo=algo,
+                      max_evals=max_evals, out_dir=os.path.join(out_dir, "tuned"))
+        _progress(f"tuned {spec.label}: {result['best_params']} (valid {result['best_valid_score']:.4f}"
+                  + (", cached" if result.get("cached") else "") + ")")
+        tuned[spec.label] = result["yaml"]
+    return tuned
