@@ -241,3 +241,71 @@ def test_user_graph_cache_key_covers_k_and_sizes(tmp_path):
         graph = user_user_graph(users, items, n_users, n_items, k=k, cache_dir=str(tmp_path))
         assert graph.n_users == n_users and graph.k == k
     assert len(list(tmp_path.glob("user_graph_*.npz"))) == 4
+
+
+def _knn_graph_full_masks(features, k, chunk_size):
+    """The kNN graph as built before the memory fix: one full tie-breaking mask per chunk."""
+    n = features.shape[0]
+    k = min(k, n)
+    normed = F.normalize(features.float(), dim=1)
+    rows, cols = [], []
+    for start in range(0, n, chunk_size):
+        scores = normed[start:start + chunk_size] @ normed.T
+        kth = torch.topk(scores, k, dim=1).values[:, -1:]
+        tied = scores == kth
+        mask = (scores > kth) | (tied & (torch.cumsum(tied, dim=1) <= k - (scores > kth).sum(1, keepdim=True)))
+        r, c = mask.nonzero(as_tuple=True)
+        rows.append(r + start)
+        cols.append(c)
+    index = torch.stack([torch.cat(rows), torch.cat(cols)])
+    return torch.sparse_coo_tensor(index, torch.full((index.shape[1],), 1.0 / k), (n, n)).coalesce()
+
+
+def _tie_heavy_features(n=300, d=8, seed=3):
+    """Random rows with exact duplicates (boundary ties), zero rows (all tied) and one NaN row."""
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.randn(n, d, generator=g)
+    feats[10:40] = feats[5]  # 31 identical rows: every one's top-k boundary is a tie
+    feats[100:103] = 0
+    feats[200] = feats[201] * 2.0  # same direction: equal cosine up to rounding
+    return feats
+
+
+@pytest.mark.parametrize("k,chunk", [(1, 7), (5, 64), (12, 1024), (300, 50)])
+def test_knn_graph_is_bit_identical_to_the_full_mask_computation(k, chunk):
+    feats = _tie_heavy_features()
+    new, old = knn_graph(feats, k, chunk_size=chunk), _knn_graph_full_masks(feats, k, chunk)
+    assert torch.equal(new.indices(), old.indices()) and torch.equal(new.values(), old.values())
+    assert new.indices().shape[1] == 300 * min(k, 300)
+    # rows 10..39 are 31 copies: with k=5 each keeps the 5 smallest ids among the copies
+    if k == 5:
+        assert new.to_dense()[20].nonzero().flatten().tolist() == [5, 10, 11, 12, 13]
+
+
+def test_knn_graph_nan_rows_match_the_full_mask_computation():
+    feats = _tie_heavy_features()
+    feats[50, 2] = float("nan")  # its similarities are all NaN; other rows see one NaN column
+    new, old = knn_graph(feats, 4, chunk_size=32), _knn_graph_full_masks(feats, 4, 32)
+    assert torch.equal(new.indices(), old.indices()) and torch.equal(new.values(), old.values())
+
+
+def test_chunk_topk_holds_no_int64_copy_of_the_chunk():
+    """The regular path allocates one bool per score (the old mask took ~17 bytes per score)."""
+    from recbole_gtc.benchmark import peak_rss
+
+    scores = torch.randn(512, 40000, generator=torch.Generator().manual_seed(0))  # 78 MiB of float32
+    with peak_rss() as mem:
+        rows, cols = graphs._chunk_topk(scores, 10)
+    assert rows.shape == (5120,) and torch.equal(cols.view(512, 10), cols.view(512, 10).sort(1).values)
+    torch.testing.assert_close(scores.gather(1, cols.view(512, 10)).sort(1).values,
+                               scores.topk(10, dim=1).values.sort(1).values)
+    assert mem["added_mib"] < 45, mem  # the bool mask is 19.5 MiB; an int64 copy would be 156 MiB
+
+
+def test_cache_key_tracks_this_module_source():
+    import hashlib
+    import inspect
+
+    source = inspect.getsource(graphs).encode()
+    assert graphs._ITEM_GRAPH_VERSION.endswith(hashlib.sha1(source).hexdigest()[:16])
+    assert graphs._USER_GRAPH_VERSION.endswith(hashlib.sha1(source).hexdigest()[:16])

@@ -64,6 +64,35 @@ def _topk_mask(scores, k):
     return above | (tied & (torch.cumsum(tied, dim=1) <= free))
 
 
+def _chunk_topk(scores, k):
+    """Row and column ids of each row's k largest scores, ties to the smaller column.
+
+    The same selection as :func:`_topk_mask`, in the same row-major order, with less
+    memory: a row whose (k+1)-th largest score is below its k-th (no tie at the boundary:
+    almost every row) keeps exactly its scores ``>=`` the k-th, read off one boolean
+    ``(c, n)`` mask; only the other rows (boundary ties, and rows holding a NaN, which
+    ``torch.topk`` ranks first) go through :func:`_topk_mask`, whose masks and int64
+    running count cost about 17 bytes per score instead of 1.
+
+    Args:
+        scores (Tensor): ``(c, n)`` float.
+        k (int): ``1 <= k <= n``.
+
+    Returns:
+        (LongTensor, LongTensor): row and column ids, ``(c * k,)`` each for finite scores.
+    """
+    top = torch.topk(scores, min(k + 1, scores.shape[1]), dim=1).values  # (c, k or k+1), descending
+    kth = top[:, k - 1:k]
+    keep = scores >= kth  # everything above the k-th value and every tie with it
+    regular = ~torch.isnan(top[:, 0])
+    if top.shape[1] > k:
+        regular &= top[:, k] < top[:, k - 1]
+    irregular = (~regular).nonzero().flatten()
+    if irregular.numel():
+        keep[irregular] = _topk_mask(scores[irregular], k)
+    return keep.nonzero(as_tuple=True)
+
+
 def knn_graph(features, k, chunk_size=1024):
     """Cosine top-k graph with edge weight ``1/k``.
 
@@ -86,8 +115,8 @@ def knn_graph(features, k, chunk_size=1024):
     normed = F.normalize(features.detach().float(), dim=1)
     rows, cols = [], []
     for start in range(0, n, chunk_size):
-        sims = normed[start:start + chunk_size] @ normed.T  # (c, n)
-        r, c = _topk_mask(sims, k).nonzero(as_tuple=True)
+        # One expression: the previous chunk's similarities are freed before the next is made.
+        r, c = _chunk_topk(normed[start:start + chunk_size] @ normed.T, k)  # scores (c, n)
         rows.append(r + start)
         cols.append(c)
     index = torch.stack([torch.cat(rows), torch.cat(cols)])
