@@ -64,3 +64,15 @@ def test_harness_runs_on_tiny_sizes(tmp_path, capsys):
 def test_unknown_variant_is_refused():
     with pytest.raises(SystemExit, match="unknown variants"):
         benchmark.main(["--variants", "GTC,Nope", "--skip-memory", "--tc-items", "0"])
+
+
+def test_memory_worker_builds_the_item_graph_once(monkeypatch):
+    """The measured build writes the cache the model's constructor reads: kNN runs once per modality."""
+    from recbole_gtc.model import graphs
+
+    calls = []
+    real = graphs.knn_graph
+    monkeypatch.setattr(graphs, "knn_graph", lambda *a, **kw: calls.append(a[0].shape) or real(*a, **kw))
+    row = benchmark.memory_worker(150, 40, 400, {})
+    assert calls == [(150, 64), (150, 32)]  # image then text, in the measured block only
+    assert row["items"] == 150 and row["graph_mib"] >= 0 and row["model_s"] >= 0
