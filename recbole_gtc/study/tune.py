@@ -1,0 +1,513 @@
+"""Hyper-parameter search on the validation split with RecBole's :class:`HyperTuning`.
+
+    from recbole_gtc.study.tune import tune
+    tune("GTC[use_tc=False]", "GTC", "synth-mm", config_dict={"use_tc": False})
+
+Each trial trains one configuration through :func:`recbole_gtc.quick_start.run_recbole_gtc`
+with ``test=False``: the test split is never evaluated while searching, and the best
+configuration is the one with the best validation score (``valid_metric``, ties: the
+earlier trial). Every trial uses the same seed (the configuration's ``seed``), so a trial
+reports exactly what a direct run of that configuration reports.
+
+Grid (params) files use RecBole's format, one hyper-parameter a line::
+
+    learning_rate choice [0.0001, 0.0005, 0.001]
+    reg_weight loguniform -9,-4          # log-uniform in [e^-9, e^-4]; algo random or bayes only
+
+plus ``#`` comments, which this module strips before RecBole's parser sees the lines
+(RecBole's own parser refuses them). The package's grids are
+``properties/hyper/<model>.hyper``.
+
+Precedence. A spec's fixed overrides (``config_dict``, e.g. ``use_tc=False``) define the
+variant: a grid may not search them. Command-line ``--key=value`` overrides win over the
+trial's values, so a grid key also given on the command line would search nothing: both
+are refused with a :class:`~recbole_gtc.errors.RecboleGTCError`.
+
+Outputs, under ``out_dir`` (default ``results/<dataset>/tuned``), named by the *safe
+label* (:func:`safe_label`: every character other than letters, digits and ``. _ = + -``
+becomes ``_``, e.g. ``GTC[use_tc=False]`` -> ``GTC_use_tc=False_``):
+
+* ``<safe label>.yaml``: the best hyper-parameters as a YAML mapping (usable as a
+  ``--config_files`` layer), under a comment header with the label, model, dataset,
+  metric, best validation score, date and the cache key;
+* ``<safe label>.trials.csv``: one row per trial: its parameters, its epochs and its
+  best-epoch validation metrics (``valid_<metric>``); no test column.
+
+Cache. The cache key is the sha1 of the grid file's content, the model, the label, the
+spec's overrides, the command-line overrides, the content of every config file, the
+dataset name, the algorithm, ``max_evals`` and ``early_stop``. When the YAML's key
+matches, :func:`tune` returns the stored result without training; any change re-runs.
+The dataset's files are not part of the key (a rebuilt dataset under the same name needs
+the YAML deleted).
+
+hyperopt 0.3.0. RecBole 1.2.1's exhaustive search draws its samples with a
+``numpy.random.RandomState``, which hyperopt >= 0.2.7 no longer accepts (its ``randint``
+calls ``Generator.integers``): ``HyperTuning(algo="exhaustive")`` fails on the first trial.
+:func:`grid_search` replaces it: it walks the grid in file order (the last line varies
+fastest), each combination once. ``random`` and ``bayes`` are hyperopt's, seeded by the
+configuration's seed. ``early_stop`` counts trials without a better score here, because
+hyperopt's ``no_progress_loss`` counts the first trial as one of them.
+"""
+
+import contextlib
+import csv
+import datetime
+import hashlib
+import itertools
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+
+import numpy as np
+import yaml
+
+from recbole_gtc.config import parse_override
+from recbole_gtc.errors import RecboleGTCError
+from recbole_gtc.files import MAX_NAME_BYTES, atomic_write, check_output_dir, expand_path
+from recbole_gtc.utils import PROPERTIES_DIR
+
+ALGOS = ("exhaustive", "random", "bayes")
+#: Longest safe label kept as is; longer ones are cut and get a hash suffix, so that
+#: ``<label>.trials.csv`` plus atomic_write's temporary suffix fits MAX_NAME_BYTES.
+_MAX_LABEL = MAX_NAME_BYTES - 40
+
+
+def default_params_file(model):
+    """``properties/hyper/<model>.hyper`` of the package."""
+    return os.path.join(PROPERTIES_DIR, "hyper", f"{model}.hyper")
+
+
+def safe_label(label):
+    """A file-name form of a spec label: characters other than ASCII letters, digits and
+    ``. _ = + -`` become ``_`` (``GTC[use_tc=False]`` -> ``GTC_use_tc=False_``); a leading
+    ``.`` too (no hidden files); labels longer than 160 characters are cut and get the
+    first 8 hex digits of their sha1."""
+    if not str(label).strip():
+        raise RecboleGTCError("tune: the label is empty")
+    safe = re.sub(r"[^A-Za-z0-9._=+-]", "_", str(label))
+    safe = "_" + safe[1:] if safe.startswith(".") else safe
+    if len(safe) > _MAX_LABEL:
+        safe = safe[:_MAX_LABEL - 9] + "_" + hashlib.sha1(str(label).encode()).hexdigest()[:8]
+    return safe
+
+
+# --------------------------------------------------------------------------- grid files
+
+def _strip_comment(line):
+    """The line without a ``#`` comment (whole line, or after whitespace)."""
+    if line.lstrip().startswith("#"):
+        return ""
+    return re.split(r"\s#", line, maxsplit=1)[0].rstrip()
+
+
+def load_space(params_file):
+    """Parse a grid file with RecBole's own parser (``HyperTuning._build_space_from_file``).
+
+    Args:
+        params_file (str): RecBole's format, ``#`` comments allowed.
+
+    Returns:
+        tuple: ``(space, grid)``: ``space`` (dict name -> hyperopt expression, in file
+        order) for :class:`HyperTuning`; ``grid`` (dict name -> list of the values of a
+        ``choice`` line, or ``None`` for a continuous line).
+
+    Raises:
+        RecboleGTCError: file missing or unreadable, a line RecBole cannot parse (named
+        ``<file>:<line>``), or no hyper-parameter at all.
+    """
+    from hyperopt.pyll import rec_eval
+    from recbole.trainer.hyper_tuning import HyperTuning
+
+    path = expand_path(params_file)
+    if not os.path.isfile(path):
+        raise RecboleGTCError(f"{path}: params file not found")
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [_strip_comment(line) for line in f.read().splitlines()]
+    except (OSError, UnicodeDecodeError) as err:
+        raise RecboleGTCError(f"{path}: cannot be read ({err})") from None
+    space = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        # RecBole's parser reads a file; one line at a time names the line that fails.
+        with tempfile.NamedTemporaryFile("w", suffix=".hyper", delete=False) as tmp:
+            tmp.write(line + "\n")
+        try:
+            parsed = HyperTuning._build_space_from_file(tmp.name)
+        except Exception as err:  # eval() of the values can raise anything
+            raise RecboleGTCError(
+                f"{path}:{number}: '{line.strip()}' is not 'name choice [v1, v2, ...]', 'name uniform low,high', "
+                f"'name quniform low,high,q' or 'name loguniform low,high' ({type(err).__name__}: {err})"
+            ) from None
+        finally:
+            os.remove(tmp.name)
+        if not parsed:
+            raise RecboleGTCError(f"{path}:{number}: '{line.strip()}' needs a name, a type and values")
+        for name, expr in parsed.items():
+            if name in space:
+                raise RecboleGTCError(f"{path}:{number}: '{name}' is listed twice")
+            space[name] = expr
+    if not space:
+        raise RecboleGTCError(f"{path}: no hyper-parameter lines (e.g. 'learning_rate choice [0.001, 0.0001]')")
+    grid = {}
+    for name, expr in space.items():
+        if expr.name == "switch":  # hp.choice: switch(hyperopt_param(name, randint(n)), *options)
+            options = [_plain(rec_eval(option)) for option in expr.pos_args[1:]]
+            if not options:
+                raise RecboleGTCError(f"{path}: '{name}' has an empty choice list")
+            grid[name] = options
+        else:
+            grid[name] = None
+    return space, grid
+
+
+def grid_size(grid):
+    """Number of combinations of an all-``choice`` grid (``None`` if a line is continuous)."""
+    if any(options is None for options in grid.values()):
+        return None
+    return math.prod(len(options) for options in grid.values())
+
+
+def grid_search(grid):
+    """A hyperopt ``algo`` that proposes every combination of ``grid`` once, in order.
+
+    The order is :func:`itertools.product` over the lines in file order (last line
+    fastest); the n-th trial gets the n-th combination, and the search stops when the
+    grid is exhausted. Stands in for RecBole's exhaustive search, which hyperopt 0.3.0
+    breaks (see the module docstring).
+
+    Args:
+        grid (dict): name -> list of choices (all lines ``choice``), from :func:`load_space`.
+    """
+    from hyperopt.base import miscs_update_idxs_vals
+
+    names = list(grid)
+    combos = list(itertools.product(*(range(len(grid[name])) for name in names)))
+
+    def suggest(new_ids, domain, trials, seed):
+        docs = []
+        done = len(trials.trials)
+        for offset, new_id in enumerate(new_ids):
+            if done + offset >= len(combos):
+                break
+            # hyperopt stores a choice as the index of the chosen option.
+            idxs = {name: [new_id] for name in names}
+            vals = {name: [int(index)] for name, index in zip(names, combos[done + offset])}
+            misc = dict(tid=new_id, cmd=domain.cmd, workdir=domain.workdir)
+            miscs_update_idxs_vals([misc], idxs, vals)
+            docs.extend(trials.new_trial_docs([new_id], [None], [domain.new_result()], [misc]))
+        return docs
+
+    return suggest
+
+
+def _hyper_tuning_class():
+    from recbole.trainer import HyperTuning
+
+    class SeededHyperTuning(HyperTuning):
+        """RecBole's HyperTuning, run with a seeded hyperopt generator (``random`` and
+        ``bayes`` propose the same trials for the same seed) and no progress bar (the
+        objective prints one line per trial)."""
+
+        seed = 0
+
+        def run(self):
+            from hyperopt import fmin
+
+            fmin(self.trial, self.space, algo=self.algo, max_evals=self.max_evals,
+                 early_stop_fn=self.early_stop_fn, rstate=np.random.default_rng(self.seed),
+                 show_progressbar=False)
+
+    return SeededHyperTuning
+
+
+# --------------------------------------------------------------------------- checks
+
+def _cmd_keys(cmd_args):
+    return [parse_override(arg)[0] for arg in cmd_args or []]
+
+
+def _check_grid_keys(path, grid, label, config_dict, cmd_args):
+    for key in grid:
+        if key in (config_dict or {}):
+            raise RecboleGTCError(
+                f"{path}: searches '{key}', which the spec {label} fixes to {config_dict[key]!r}; "
+                f"remove it from the params file or from the spec"
+            )
+    cmd = _cmd_keys(cmd_args)
+    for key in grid:
+        if key in cmd:
+            raise RecboleGTCError(
+                f"--{key} on the command line fixes '{key}', which {path} searches (the search would try "
+                f"nothing); drop it from the command line or from the params file"
+            )
+
+
+def _check_grid_values(path, grid, model, load):
+    """Unknown keys and the first combination through a full config load; every choice
+    value through the package's value rules; before any training."""
+    from recbole_gtc.validation import check_values
+
+    first = {name: options[0] for name, options in grid.items() if options is not None}
+    try:
+        config = load(first)
+    except RecboleGTCError as err:
+        raise RecboleGTCError(f"{path}: {err}") from None
+    for name, options in grid.items():
+        for value in options or []:
+            try:
+                check_values({name: value}, model)
+            except RecboleGTCError as err:
+                raise RecboleGTCError(f"{path}: {err}") from None
+    return config
+
+
+# --------------------------------------------------------------------------- cache
+
+def cache_key(params_text, model, label, config_dict, cmd_args, config_files, dataset, algo, max_evals,
+              early_stop):
+    """sha1 (hex) of everything that decides a search's outcome, except the dataset files."""
+    files = []
+    for path in config_files or []:
+        path = expand_path(path)
+        try:
+            with open(path, "rb") as f:
+                files.append(hashlib.sha1(f.read()).hexdigest())
+        except OSError:
+            files.append(None)  # load_config names the missing file
+    payload = {
+        "params": params_text, "model": model, "label": label, "config_dict": config_dict or {},
+        "cmd_args": list(cmd_args or []), "config_files": files, "dataset": dataset, "algo": algo,
+        "max_evals": max_evals, "early_stop": early_stop,
+    }
+    return hashlib.sha1(json.dumps(payload, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def read_header(yaml_path):
+    """``# key: value`` lines at the top of a tuned YAML, as a dict of strings."""
+    header = {}
+    with open(yaml_path, encoding="utf-8") as f:
+        for line in f:
+            if not line.startswith("#"):
+                break
+            key, sep, value = line[1:].strip().partition(": ")
+            if sep:
+                header[key] = value
+    return header
+
+
+def _cached(yaml_path, csv_path, key):
+    if not (os.path.isfile(yaml_path) and os.path.isfile(csv_path)):
+        return None
+    try:
+        header = read_header(yaml_path)
+        if header.get("cache_key") != key:
+            return None
+        with open(yaml_path, encoding="utf-8") as f:
+            best_params = yaml.safe_load(f) or {}
+        return best_params, float(header["best_valid_score"])
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, ValueError):
+        return None  # damaged: search again
+
+
+# --------------------------------------------------------------------------- search
+
+def _plain(value):
+    """numpy scalars and arrays -> Python numbers and lists (YAML, CSV, configs)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _say(line):
+    print(line, file=sys.stderr, flush=True)
+
+
+def best_trial(trials, bigger):
+    """Index of the best trial by validation score (ties: the earliest; NaN never wins)."""
+    best = None
+    for i, trial in enumerate(trials):
+        score = trial["best_valid_score"]
+        if score is None or math.isnan(score):
+            continue
+        if best is None or (score > trials[best]["best_valid_score"] if bigger
+                            else score < trials[best]["best_valid_score"]):
+            best = i
+    return best
+
+
+def _no_better_for(count, trials, bigger):
+    """hyperopt ``early_stop_fn``: stop once the last ``count`` trials did not beat the best."""
+
+    def stop(hyperopt_trials, *args):
+        best = best_trial(trials, bigger)
+        return best is not None and len(trials) - 1 - best >= count, []
+
+    return stop
+
+
+def tune(label, model, dataset, config_files=None, config_dict=None, cmd_args=None, params_file=None,
+         algo="exhaustive", max_evals=None, out_dir="results/<dataset>/tuned", early_stop=10):
+    """Search ``model``'s grid on ``dataset``'s validation split; write and return the best.
+
+    Args:
+        label (str): the spec's name, e.g. ``"GTC[use_tc=False]"`` (names the outputs).
+        model (str): the model class name.
+        dataset (str): the dataset name.
+        config_files (list of str, optional): YAML layers, as for ``load_config``.
+        config_dict (dict, optional): the spec's fixed overrides (e.g. ``{"use_tc": False}``);
+            the grid may not name them.
+        cmd_args (list of str, optional): the user's ``--key=value`` overrides; the grid
+            may not name them.
+        params_file (str, optional): the grid; default ``properties/hyper/<model>.hyper``.
+        algo (str): ``exhaustive`` (every combination, file order; ``choice`` lines only),
+            ``random`` or ``bayes`` (hyperopt's TPE).
+        max_evals (int, optional): trials at most. ``None``: as many as the grid has
+            combinations (``random`` and ``bayes`` need it when a line is continuous). With
+            ``exhaustive``, the first ``max_evals`` combinations.
+        out_dir (str): output folder; ``<dataset>`` is replaced by the dataset name.
+        early_stop (int or None): stop after this many trials in a row without a better
+            validation score than the best so far (as RecBole's ``no_progress_loss`` means
+            it, without its off-by-one); ``None`` never stops early. With ``exhaustive`` it
+            cuts the rest of the grid.
+
+    Returns:
+        dict: ``label``, ``best_params`` (dict), ``best_valid_score`` (float),
+        ``yaml`` and ``trials_csv`` (paths), ``cached`` (bool: read from a previous search).
+
+    Raises:
+        RecboleGTCError: no grid file for the model, a bad grid line, a grid key fixed by
+        the spec or given on the command line, a bad value, a bad ``algo``/``max_evals``.
+    """
+    from recbole_gtc.quick_start import load_config, run_recbole_gtc
+
+    config_dict = dict(config_dict or {})
+    cmd_args = list(cmd_args or [])
+    if params_file is None:
+        params_file = default_params_file(model)
+        if not os.path.isfile(params_file):
+            raise RecboleGTCError(
+                f"{params_file}: no hyper-parameter grid for model {model}; write one in RecBole's format "
+                f"(lines like 'learning_rate choice [0.001, 0.0001]') and pass its path as params_file"
+            )
+    path = expand_path(params_file)
+    if algo not in ALGOS:
+        raise RecboleGTCError(f"algo={algo!r}: use one of {', '.join(ALGOS)}")
+    if max_evals is not None and (isinstance(max_evals, bool) or not isinstance(max_evals, int) or max_evals < 1):
+        raise RecboleGTCError(f"max_evals={max_evals!r}: must be a positive integer")
+    if early_stop is not None and (isinstance(early_stop, bool) or not isinstance(early_stop, int)
+                                   or early_stop < 1):
+        raise RecboleGTCError(f"early_stop={early_stop!r}: must be a positive integer or None")
+
+    space, grid = load_space(path)
+    _check_grid_keys(path, grid, label, config_dict, cmd_args)
+    size = grid_size(grid)
+    if size is None and algo == "exhaustive":
+        raise RecboleGTCError(f"{path}: exhaustive search needs 'choice' lines only; use algo random or bayes")
+    if size is None and max_evals is None:
+        raise RecboleGTCError(f"{path}: a continuous line ('uniform', 'loguniform', ...) needs max_evals")
+    # random and bayes may propose a combination twice (a repeat costs no training)
+    n_trials = min(size, max_evals or size) if algo == "exhaustive" else (max_evals or size)
+
+    with open(path, encoding="utf-8") as f:
+        params_text = f.read()
+    key = cache_key(params_text, model, label, config_dict, cmd_args, config_files, dataset, algo, max_evals,
+                    early_stop)
+    folder = check_output_dir(str(out_dir).replace("<dataset>", str(dataset)), "tuning output folder")
+    name = safe_label(label)
+    yaml_path = os.path.join(folder, f"{name}.yaml")
+    csv_path = os.path.join(folder, f"{name}.trials.csv")
+    result = {"label": label, "yaml": yaml_path, "trials_csv": csv_path}
+
+    hit = _cached(yaml_path, csv_path, key)
+    if hit is not None:
+        _say(f"tune {label}: cached, same grid and configuration as {yaml_path} (delete it to search again)")
+        return dict(result, best_params=hit[0], best_valid_score=hit[1], cached=True)
+
+    def load(params):
+        # the spec's overrides and the trial's values never share a key (checked above)
+        return load_config(model, dataset, config_files, config_dict={**config_dict, **params}, cmd_args=cmd_args)
+
+    base = _check_grid_values(path, grid, model, load)
+    metric = str(base["valid_metric"]).lower()
+    bigger = bool(base["valid_metric_bigger"])
+    trials = []
+
+    def objective(params, fixed_config_files):
+        params = {k: _plain(v) for k, v in params.items()}
+        for done in trials:  # random/bayes can propose a combination twice: same seed, same result
+            if done["params"] == params:
+                run = done
+                break
+        else:
+            config = load(params)
+            out = run_recbole_gtc(model, dataset, config=config, saved=False, test=False)
+            run = {"params": params, "best_valid_score": float(out["best_valid_score"]),
+                   "best_valid_result": {k: float(v) for k, v in out["best_valid_result"].items()},
+                   "epochs": out["epochs"], "run_id": out["run_id"]}
+        trials.append(dict(run, params=params))
+        _say(f"tune {label}: trial {len(trials)}/{n_trials} {params} valid {metric}={run['best_valid_score']:.4f}")
+        return {"model": model, "best_valid_score": run["best_valid_score"], "valid_score_bigger": bigger,
+                "best_valid_result": run["best_valid_result"], "test_result": {}}
+
+    tuner_class = _hyper_tuning_class()
+    algo_fn = grid_search(grid) if algo == "exhaustive" else algo
+    tuner = tuner_class(objective, space=space, fixed_config_file_list=config_files, algo=algo_fn,
+                        max_evals=n_trials, early_stop=early_stop or 1)
+    tuner.seed = int(base["seed"])
+    # hyperopt's no_progress_loss counts the first trial as a trial without progress (it
+    # stops after early_stop - 1 trials that fail to beat a first-trial best): counted here.
+    tuner.early_stop_fn = None if early_stop is None else _no_better_for(early_stop, trials, bigger)
+    with contextlib.redirect_stdout(sys.stderr):  # HyperTuning prints its own notes; stdout stays clean
+        tuner.run()
+
+    best = best_trial(trials, bigger)
+    if best is None:
+        raise RecboleGTCError(f"tune {label}: no trial gave a validation score (all NaN)")
+    best_params = trials[best]["params"]
+    best_score = trials[best]["best_valid_score"]
+    _write_trials_csv(csv_path, grid, trials)
+    _write_yaml(yaml_path, best_params, {
+        "label": label, "model": model, "dataset": dataset, "valid_metric": metric,
+        "best_valid_score": repr(best_score), "best_trial": f"{best + 1} of {len(trials)}",
+        "algo": algo, "params_file": os.path.abspath(path),
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "cache_key": key,
+    })
+    _say(f"tune {label}: best {best_params} valid {metric}={best_score:.4f} -> {yaml_path}")
+    return dict(result, best_params=best_params, best_valid_score=best_score, cached=False)
+
+
+def _write_trials_csv(path, grid, trials):
+    metrics = []
+    for trial in trials:
+        metrics += [m for m in trial["best_valid_result"] if m not in metrics]
+    columns = ["trial", *grid, "epochs", "run_id", *(f"valid_{m}" for m in metrics)]
+
+    def write(tmp):
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(columns)
+            for i, trial in enumerate(trials, 1):
+                writer.writerow([i, *(trial["params"].get(k) for k in grid), trial["epochs"], trial["run_id"],
+                                 *(repr(trial["best_valid_result"].get(m, float("nan"))) for m in metrics)])
+
+    atomic_write(path, write)
+
+
+def _write_yaml(path, best_params, header):
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write("# best hyper-parameters on the validation split (recbole_gtc.study.tune)\n")
+            for key, value in header.items():
+                f.write(f"# {key}: {value}\n")
+            f.write(yaml.safe_dump(best_params, sort_keys=False, default_flow_style=False))
+
+    atomic_write(path, write)
