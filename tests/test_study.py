@@ -185,7 +185,7 @@ def test_study_errors_come_before_any_training(tmp_path, tiny, capsys, monkeypat
     results = f"--results_dir={tmp_path / 'r'}"
     for extra, message in (
         (["--model=BPR,GTC[no_such_key=1]", "--seeds=2", results], "no_such_key"),
-        (["--model=BPR", "--seeds=2", "--seed=3", results], "--seed and --seeds"),
+        (["--model=BPR", "--seeds=2,4", "--seed=3", results], "--seed and a list of --seeds"),
         (["--model=BPR", "--seeds=0", results], "--seeds=0"),
         (["--model=BPR,GTC[use_tc=False", "--seeds=2", results], "unbalanced"),
         (["--model=GTC[use_tc=False]"], "add --seeds"),
@@ -195,3 +195,27 @@ def test_study_errors_come_before_any_training(tmp_path, tiny, capsys, monkeypat
         assert code == 2 and message in err, (extra, err)
         assert len(err.strip().splitlines()) == 1
     assert not os.path.exists(tmp_path / "r" / "tiny" / "runs") or not os.listdir(tmp_path / "r" / "tiny" / "runs")
+
+
+def test_tune_then_compare_uses_the_best_validation_setting(tmp_path, tiny, capsys):
+    grids = tmp_path / "grids"
+    grids.mkdir()
+    (grids / "BPR.hyper").write_text("# a two-point grid\nlearning_rate choice [0.0005, 0.02]\n")
+    code = main(["--model=BPR", "--dataset=tiny", "--seed=7", "--seeds=1", "--tune", f"--hyper_dir={grids}",
+                 f"--results_dir={tmp_path / 'r'}"] + _args(tiny, tmp_path, epochs=3))
+    assert code == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    tuned = tmp_path / "r" / "tiny" / "tuned"
+    with open(next(tuned.glob("BPR*.trials.csv"))) as handle:
+        trials = list(csv.DictReader(handle))
+    assert len(trials) == 2 and not any("test" in column for column in trials[0])
+    valid = {float(t["learning_rate"]): float(t["valid_recall@20"]) for t in trials}
+    best = max(valid, key=valid.get)
+    assert f"tuned BPR: {{'learning_rate': {best}}}" in err
+    record = json.load(open(next((tmp_path / "r" / "tiny" / "runs").glob("*.json"))))
+    run_meta = json.load(open(os.path.join(record["run_dir"], "run.json")))
+    assert run_meta["config"]["learning_rate"] == repr(best) and run_meta["config"]["seed"] == "7"
+    # No grid for a model in --hyper_dir: one line, nothing trained.
+    assert main(["--model=LightGCN", "--dataset=tiny", "--seeds=7", "--tune", f"--hyper_dir={grids}",
+                 f"--results_dir={tmp_path / 'r'}"] + _args(tiny, tmp_path)) == 2
+    assert "LightGCN.hyper: no grid for LightGCN in --hyper_dir" in capsys.readouterr().err

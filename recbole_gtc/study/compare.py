@@ -18,6 +18,7 @@ import sys
 import time
 
 from recbole_gtc.errors import RecboleGTCError
+from recbole_gtc.files import expand_path
 from recbole_gtc.study.cache import RunCache
 from recbole_gtc.study.spec import parse_seeds, parse_specs
 
@@ -53,11 +54,13 @@ def plan(model_text, dataset, seeds_text, config_files=None, cmd_args=None, tune
     """
     from recbole_gtc.quick_start import load_config
 
-    cmd_args = list(cmd_args or [])
-    if any(arg.startswith("--seed=") for arg in cmd_args):
-        raise RecboleGTCError("--seed and --seeds together: give the seeds with --seeds (a count or a list)")
+    cmd_args = user_args = list(cmd_args or [])
+    if any(arg.startswith("--seed=") for arg in cmd_args) and "," in str(seeds_text):
+        raise RecboleGTCError("--seed and a list of --seeds: give the seeds in one place "
+                              "(--seed=S --seeds=N runs S .. S+N-1)")
+    cmd_args = [arg for arg in cmd_args if not arg.startswith("--seed=")]
     specs = parse_specs(model_text)
-    base = load_config(specs[0].model, dataset, config_files, cmd_args=cmd_args + specs[0].cmd_args())
+    base = load_config(specs[0].model, dataset, config_files, cmd_args=list(user_args) + specs[0].cmd_args())
     seeds = parse_seeds(seeds_text, base["seed"])
     runs = []
     for seed in seeds:
@@ -69,7 +72,8 @@ def plan(model_text, dataset, seeds_text, config_files=None, cmd_args=None, tune
 
 
 def run_study(model_text, dataset, seeds_text, config_files=None, cmd_args=None, results_dir="results",
-              saved=True, tune=False, tune_algo="exhaustive", max_evals=None, metrics=DEFAULT_METRICS):
+              saved=True, tune=False, tune_algo="exhaustive", max_evals=None, hyper_dir=None,
+              metrics=DEFAULT_METRICS):
     """Train every spec with every seed (or take it from the cache), then write the report.
 
     Args:
@@ -82,6 +86,8 @@ def run_study(model_text, dataset, seeds_text, config_files=None, cmd_args=None,
         tune (bool): first search each spec's hyper-parameters on validation
             (:mod:`recbole_gtc.study.tune`) and use the best configuration.
         tune_algo (str), max_evals (int): the search (``exhaustive``: every grid point).
+        hyper_dir (str, optional): folder of the grids ``<MODEL>.hyper`` (default: the
+            package's ``properties/hyper``).
         metrics (tuple of str): metrics of the tables and tests.
 
     Returns:
@@ -95,7 +101,8 @@ def run_study(model_text, dataset, seeds_text, config_files=None, cmd_args=None,
 
     out_dir = study_dir(results_dir, dataset)
     cache = RunCache(os.path.join(out_dir, "runs"))
-    tuned_files = _tune_all(model_text, dataset, config_files, cmd_args, out_dir, tune_algo, max_evals) if tune else None
+    tuned_files = _tune_all(model_text, dataset, config_files, cmd_args, out_dir, tune_algo, max_evals,
+                            hyper_dir) if tune else None
     runs = plan(model_text, dataset, seeds_text, config_files, cmd_args, tuned_files)
     for metric in metrics:
         name, _, k = metric.partition("@")
@@ -146,15 +153,22 @@ def run_study(model_text, dataset, seeds_text, config_files=None, cmd_args=None,
     return {"records": records, "report": report}
 
 
-def _tune_all(model_text, dataset, config_files, cmd_args, out_dir, algo, max_evals):
+def _tune_all(model_text, dataset, config_files, cmd_args, out_dir, algo, max_evals, hyper_dir=None):
     """Search each spec's grid on validation; label -> YAML of its best hyper-parameters."""
     from recbole_gtc.study.tune import tune
 
     tuned = {}
     for spec in parse_specs(model_text):
-        result = tune(spec.label, spec.model, dataset, config_files=config_files,
+        params_file = None
+        if hyper_dir is not None:
+            params_file = os.path.join(expand_path(hyper_dir), f"{spec.model}.hyper")
+            if not os.path.isfile(params_file):
+                raise RecboleGTCError(f"{params_file}: no grid for {spec.model} in --hyper_dir")
+        result = tune(spec.label, spec.model, dataset, config_files=config_files, params_file=params_file,
                       config_dict=spec.config_dict(), cmd_args=list(cmd_args or []), algo=algo,
-                      max_evals=max_evals, out_dir=os.path.join(out_dir, "tuned"))
+                      max_evals=max_evals, out_dir=os.path.join(out_dir, "tuned"),
+                      # a whole grid is searched: an early stop would pick by the grid's file order
+                      early_stop=None if algo == "exhaustive" else 10)
         _progress(f"tuned {spec.label}: {result['best_params']} (valid {result['best_valid_score']:.4f}"
                   + (", cached" if result.get("cached") else "") + ")")
         tuned[spec.label] = result["yaml"]
