@@ -13,7 +13,6 @@ import time
 import pytest
 import torch
 
-from recbole_gtc.prepare.synthetic import build_synthetic
 from recbole_gtc.quick_start import load_config, run_recbole_gtc
 from recbole_gtc.run import atomic_save
 from recbole_gtc.utils import REPO_ROOT
@@ -22,14 +21,6 @@ RUNNER = os.path.join(REPO_ROOT, "run_recbole_gtc.py")
 SUMMARY = re.compile(r"^SUMMARY model=(\S+) dataset=(\S+) protocol=\S+ test recall@20=([0-9.]+) ndcg@20=([0-9.]+) "
                      r"run=(\S+)$", re.M)
 TEST_LINE = re.compile(r"^test: (\{.*\})$", re.M)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """The planted generator's tiny preset (150 users, 80 items), as a data_path."""
-    root = tmp_path_factory.mktemp("tiny")
-    build_synthetic("tiny", preset="tiny", out_dir=str(root / "tiny"), quiet=True)
-    return str(root)
 
 
 def _runner(cwd, *args, timeout=300):

@@ -10,19 +10,10 @@ import pytest
 
 from recbole_gtc.cli import main
 from recbole_gtc.errors import RecboleGTCError
-from recbole_gtc.prepare.synthetic import build_synthetic
 from recbole_gtc.quick_start import load_config, run_recbole_gtc
 from recbole_gtc.run import load_per_user
 from recbole_gtc.study import compare as compare_module
 from recbole_gtc.study.spec import Spec, parse_seeds, parse_specs
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """The planted generator's tiny preset (150 users, 80 items), as a data_path."""
-    root = tmp_path_factory.mktemp("tiny")
-    build_synthetic("tiny", preset="tiny", out_dir=str(root / "tiny"), quiet=True)
-    return str(root)
 
 
 def _args(tiny, tmp_path, epochs=2):

@@ -11,7 +11,6 @@ import yaml
 import recbole_gtc.quick_start as quick_start
 from recbole.trainer.hyper_tuning import HyperTuning
 from recbole_gtc.errors import RecboleGTCError
-from recbole_gtc.prepare.synthetic import build_synthetic
 from recbole_gtc.quick_start import load_config, run_recbole_gtc
 from recbole_gtc.study import tune as tune_mod
 from recbole_gtc.study.tune import best_trial, load_space, read_header, safe_label, tune
@@ -19,14 +18,6 @@ from recbole_gtc.trainer import MMTrainer
 from recbole_gtc.utils import PROPERTIES_DIR
 
 HYPER_MODELS = {"GTC", "DRAGON", "FREEDOM", "LGMRec", "VBPR", "BPR", "LightGCN", "NGCF", "SGL", "MultiVAE"}
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """The planted generator's tiny preset (150 users, 80 items), as a data_path."""
-    root = tmp_path_factory.mktemp("tiny")
-    build_synthetic("tiny", preset="tiny", out_dir=str(root / "tiny"), quiet=True)
-    return str(root)
 
 
 def _common(tiny, tmp_path):
