@@ -17,7 +17,7 @@ from recbole_gtc.study.tune import best_trial, load_space, read_header, safe_lab
 from recbole_gtc.trainer import MMTrainer
 from recbole_gtc.utils import PROPERTIES_DIR
 
-HYPER_MODELS = {"GTC", "DRAGON", "FREEDOM", "LGMRec", "VBPR", "BPR", "LightGCN", "NGCF", "SGL", "MultiVAE"}
+HYPER_MODELS = {"GTC", "DRAGON", "FREEDOM", "LGMRec", "VBPR", "BPR", "LightGCN", "NGCF", "SGL", "MultiVAE", "EASE"}
 
 
 def _common(tiny, tmp_path):
