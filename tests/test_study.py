@@ -44,6 +44,9 @@ def test_bad_specs_are_one_line_errors(text, problem):
 def test_seeds_are_a_count_from_the_configured_seed_or_a_list():
     assert parse_seeds("3", 999) == [999, 1000, 1001]
     assert parse_seeds("1, 5,2", 999) == [1, 5, 2]
+    assert parse_seeds("999,", 1) == [999]
+    with pytest.raises(RecboleGTCError, match="--seeds=999, .a list. or --seed=999 --seeds=1"):
+        parse_seeds("999", 1)  # one seed written as a count would start 999 runs
     for bad in ("0", "x", "1,1", "1,a"):
         with pytest.raises(RecboleGTCError):
             parse_seeds(bad, 999)

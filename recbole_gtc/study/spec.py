@@ -103,8 +103,13 @@ def _parse_one(part, text):
     return Spec(label, name, tuple(pairs))
 
 
+#: Most seeds a count may ask for (``--seeds=N``); longer studies list their seeds.
+MAX_SEED_COUNT = 50
+
+
 def parse_seeds(text, base_seed):
-    """``--seeds``: a count (``5``: ``base_seed`` .. ``base_seed + 4``) or a list (``1,2,3``).
+    """``--seeds``: a count (``5``: ``base_seed`` .. ``base_seed + 4``; at most
+    :data:`MAX_SEED_COUNT`) or a list (``1,2,3``; ``999,`` is the one seed 999).
 
     Returns:
         list of int, without repeats.
@@ -117,6 +122,10 @@ def parse_seeds(text, base_seed):
             count = int(text)
             if count < 1:
                 raise RecboleGTCError(f"--seeds={text}: must be at least 1")
+            if count > MAX_SEED_COUNT:
+                # Almost surely one seed meant as a count (--seeds=999): refuse, never start 999 runs.
+                raise RecboleGTCError(f"--seeds={text}: a count above {MAX_SEED_COUNT}; for that one seed write "
+                                      f"--seeds={text}, (a list) or --seed={text} --seeds=1")
             seeds = [int(base_seed) + i for i in range(count)]
     except ValueError:
         raise RecboleGTCError(f"--seeds={text}: give a count (5) or a comma-separated list of seeds (1,2,3)") from None
