@@ -52,7 +52,7 @@ def new_run_id(model, dataset):
     return f"{model}-{dataset}-{stamp}-{os.getpid()}-{os.urandom(3).hex()}"
 
 
-def _dataset_digest(folder):
+def dataset_digest(folder):
     """sha1 over the names and bytes of the dataset's files (caches below it excluded)."""
     digest = hashlib.sha1()
     for root, dirs, files in os.walk(folder):
@@ -88,7 +88,7 @@ def fingerprint(config):
     folder = config["data_path"]  # RecBole's Config has joined the dataset name onto it
     payload = {
         "config": config_items(config),
-        "dataset": _dataset_digest(folder) if os.path.isdir(folder) else None,
+        "dataset": dataset_digest(folder) if os.path.isdir(folder) else None,
         "versions": [__version__, recbole.__version__, torch.__version__],
     }
     return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()

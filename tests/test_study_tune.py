@@ -198,6 +198,23 @@ def test_cache_returns_without_training_and_a_changed_grid_reruns(tiny, tmp_path
         assert [row["valid_recall@20"] for row in csv.DictReader(f)] == ["0.3", "0.5", "0.4"]
 
 
+def test_a_changed_dataset_is_searched_again(tiny, tmp_path, monkeypatch):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(os.path.join(tiny, "tiny"), data / "tiny")
+    fake = FakeRuns({0.1: 0.3, 0.2: 0.5})
+    monkeypatch.setattr(quick_start, "run_recbole_gtc", fake)
+    kwargs = dict(config_dict=dict(_common(tiny, tmp_path), data_path=str(data)),
+                  params_file=_grid(tmp_path, "learning_rate choice [0.1, 0.2]\n"), out_dir=str(tmp_path / "out"))
+    assert not tune("BPR", "BPR", "tiny", **kwargs)["cached"]
+    assert tune("BPR", "BPR", "tiny", **kwargs)["cached"]
+    train = data / "tiny" / "tiny.train.inter"
+    lines = train.read_text().splitlines(keepends=True)
+    train.write_text("".join(lines[:-1]))  # one training interaction fewer
+    assert not tune("BPR", "BPR", "tiny", **kwargs)["cached"] and len(fake.calls) == 4
+
+
 def test_exhaustive_walks_the_grid_in_file_order_once(tiny, tmp_path, monkeypatch):
     fake = FakeRuns({0.1: 0.3, 0.2: 0.5})
     monkeypatch.setattr(quick_start, "run_recbole_gtc", fake)

@@ -35,10 +35,9 @@ becomes ``_``, e.g. ``GTC[use_tc=False]`` -> ``GTC_use_tc=False_``):
 
 Cache. The cache key is the sha1 of the grid file's content, the model, the label, the
 spec's overrides, the command-line overrides, the content of every config file, the
-dataset name, the algorithm, ``max_evals`` and ``early_stop``. When the YAML's key
+dataset name and files, the algorithm, ``max_evals`` and ``early_stop``. When the YAML's key
 matches, :func:`tune` returns the stored result without training; any change re-runs.
-The dataset's files are not part of the key (a rebuilt dataset under the same name needs
-the YAML deleted).
+A digest of the dataset's files is part of the key too (a rebuilt dataset is searched again).
 
 hyperopt 0.3.0. RecBole 1.2.1's exhaustive search draws its samples with a
 ``numpy.random.RandomState``, which hyperopt >= 0.2.7 no longer accepts (its ``randint``
@@ -269,8 +268,9 @@ def _check_grid_values(path, grid, model, load):
 # --------------------------------------------------------------------------- cache
 
 def cache_key(params_text, model, label, config_dict, cmd_args, config_files, dataset, algo, max_evals,
-              early_stop):
-    """sha1 (hex) of everything that decides a search's outcome, except the dataset files."""
+              early_stop, dataset_digest=None):
+    """sha1 (hex) of everything that decides a search's outcome (``dataset_digest``: of the
+    dataset's files, :func:`recbole_gtc.run.dataset_digest`)."""
     files = []
     for path in config_files or []:
         path = expand_path(path)
@@ -282,7 +282,7 @@ def cache_key(params_text, model, label, config_dict, cmd_args, config_files, da
     payload = {
         "params": params_text, "model": model, "label": label, "config_dict": config_dict or {},
         "cmd_args": list(cmd_args or []), "config_files": files, "dataset": dataset, "algo": algo,
-        "max_evals": max_evals, "early_stop": early_stop,
+        "max_evals": max_evals, "early_stop": early_stop, "dataset_files": dataset_digest,
     }
     return hashlib.sha1(json.dumps(payload, sort_keys=True, default=repr).encode()).hexdigest()
 
@@ -419,8 +419,12 @@ def tune(label, model, dataset, config_files=None, config_dict=None, cmd_args=No
 
     with open(path, encoding="utf-8") as f:
         params_text = f.read()
+    from recbole_gtc.quick_start import load_config
+    from recbole_gtc.run import dataset_digest
+
+    base = load_config(model, dataset, config_files, config_dict=dict(config_dict or {}), cmd_args=list(cmd_args or []))
     key = cache_key(params_text, model, label, config_dict, cmd_args, config_files, dataset, algo, max_evals,
-                    early_stop)
+                    early_stop, dataset_digest(base["data_path"]))
     folder = check_output_dir(str(out_dir).replace("<dataset>", str(dataset)), "tuning output folder")
     name = safe_label(label)
     yaml_path = os.path.join(folder, f"{name}.yaml")
