@@ -101,6 +101,8 @@ def build_parser():
                        help="search algorithm of --tune (RecBole's HyperTuning; default: %(default)s)")
     study.add_argument("--max_evals", type=int, default=None, metavar="N",
                        help="most trials per model for --tune (default: the whole grid)")
+    study.add_argument("--report_only", action="store_true",
+                       help="train nothing: write the tables from the study's finished runs (the others are listed)")
     study.add_argument("--hyper_dir", default=None, metavar="DIR",
                        help="folder of the --tune grids <MODEL>.hyper (default: the package's properties/hyper)")
     parser.add_argument("--recommend", action="store_true",
@@ -161,7 +163,7 @@ def _main(args, overrides):
     from recbole_gtc.quick_start import comparison_table, load_config, run_recbole_gtc
     from recbole_gtc.utils import get_model
 
-    if args.seeds is not None or args.tune or args.results_dir is not None:
+    if args.seeds is not None or args.tune or args.results_dir is not None or args.report_only:
         return _study(args, overrides)
     models = [m.strip() for m in args.model.split(",") if m.strip()]
     if any("[" in m for m in models):
@@ -198,12 +200,15 @@ def _study(args, overrides):
         raise RecboleGTCError("--resume and --seeds: a study continues by itself; run the same command again")
     if (args.hyper_dir is not None or args.tune_algo != "exhaustive" or args.max_evals is not None) and not args.tune:
         raise RecboleGTCError("--hyper_dir, --tune_algo and --max_evals set up --tune: add --tune")
+    if args.report_only and args.tune:
+        raise RecboleGTCError("--report_only trains nothing: it cannot --tune")
     if args.max_evals is not None and args.max_evals < 1:
         raise RecboleGTCError(f"--max_evals={args.max_evals}: must be at least 1")
     config_files = args.config_files.split() if args.config_files else None
     outcome = run_study(args.model, args.dataset, args.seeds or "1", config_files, overrides,
                         results_dir=args.results_dir or "results", saved=args.saved, tune=args.tune,
-                        tune_algo=args.tune_algo, max_evals=args.max_evals, hyper_dir=args.hyper_dir)
+                        tune_algo=args.tune_algo, max_evals=args.max_evals, hyper_dir=args.hyper_dir,
+                        report_only=args.report_only)
     report = outcome["report"]
     print(report["markdown"])
     print(f"\nwritten: {report['md']}, {report['csv']}, {report['runs_csv']}, {report['png']}", flush=True)

@@ -126,6 +126,12 @@ def test_study_tables_equal_the_individual_runs_and_the_cache_skips_them(tmp_pat
     assert main(["--model=BPR,LightGCN[n_layers=1]", "--dataset=tiny", "--seeds=5,6",
                  f"--results_dir={results}"] + _args(tiny, tmp_path)) == 0
     assert capsys.readouterr().err.count("done before") == 4
+    # --report_only trains nothing and leaves out what has not run.
+    assert main(["--model=BPR,LightGCN[n_layers=1],LightGCN", "--dataset=tiny", "--seeds=5,6,7", "--report_only",
+                 f"--results_dir={results}"] + _args(tiny, tmp_path)) == 0
+    out = capsys.readouterr()
+    assert out.err.count("not finished, left out of the report") == 5 and "LightGCN seed 5" in out.err
+    assert "| BPR (reference) | 2 |" in out.out and "| LightGCN |" not in out.out
     # A changed configuration is another run.
     with pytest.raises(AssertionError, match="trained again"):
         main(["--model=BPR", "--dataset=tiny", "--seeds=5", f"--results_dir={results}", "--learning_rate=0.002"]

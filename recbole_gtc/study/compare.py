@@ -73,7 +73,7 @@ def plan(model_text, dataset, seeds_text, config_files=None, cmd_args=None, tune
 
 def run_study(model_text, dataset, seeds_text, config_files=None, cmd_args=None, results_dir="results",
               saved=True, tune=False, tune_algo="exhaustive", max_evals=None, hyper_dir=None,
-              metrics=DEFAULT_METRICS):
+              metrics=DEFAULT_METRICS, report_only=False):
     """Train every spec with every seed (or take it from the cache), then write the report.
 
     Args:
@@ -89,6 +89,8 @@ def run_study(model_text, dataset, seeds_text, config_files=None, cmd_args=None,
         hyper_dir (str, optional): folder of the grids ``<MODEL>.hyper`` (default: the
             package's ``properties/hyper``).
         metrics (tuple of str): metrics of the tables and tests.
+        report_only (bool): train nothing; write the report from the finished runs in the
+            cache (those not finished yet are listed on stderr and left out).
 
     Returns:
         dict: ``records`` (list of run records) and ``report`` (see
@@ -126,6 +128,9 @@ def run_study(model_text, dataset, seeds_text, config_files=None, cmd_args=None,
                 _progress(f"[{i}/{len(runs)}] {spec.label} seed {seed}: done before ({record['run_id']})")
                 records.append(record)
                 continue
+            if report_only:
+                _progress(f"[{i}/{len(runs)}] {spec.label} seed {seed}: not finished, left out of the report")
+                continue
             resume_dir = resumable_run(config)
             _progress(f"[{i}/{len(runs)}] {spec.label} seed {seed}: "
                       + (f"continuing {os.path.basename(resume_dir)}" if resume_dir else "training")
@@ -148,6 +153,8 @@ def run_study(model_text, dataset, seeds_text, config_files=None, cmd_args=None,
                       f"{time.perf_counter() - start:.0f} s")
     finally:
         run_module.CONSOLE_LEVEL = previous_level
+    if not records:
+        raise RecboleGTCError(f"{cache.folder}: no finished run of this study to report")
     title = f"{dataset}: {len(set(r['label'] for r in records))} models x {len(set(r['seed'] for r in records))} seeds"
     report = write_report(records, list(metrics), out_dir, title=title)
     return {"records": records, "report": report}
