@@ -185,3 +185,72 @@ def test_content_helps_on_planted_data(tmp_path, tmp_path_factory):
     bpr = recall(train("BPR", roots["real"], tmp_path))
     pop = recall(train("Pop", roots["real"], tmp_path))
     assert real > permuted + 0.03 and real > bpr + 0.03 and real > pop + 0.1, (real, permuted, bpr, pop)
+
+
+def test_forward_and_loss_match_the_released_formulas(tmp_path):
+    """Scores and loss equal MMRec's DRAGON written out densely in numpy on the toy split:
+    per modality x_m = rownorm([P_m ; W2 lrelu(W1 X_m + b1) + b2]), R_m = x + A x + A^2 x over the
+    symmetric-normalised training graph; items [R_1 ; R_2] + S [R_1 ; R_2] (S = 0.1 kNN(image) +
+    0.9 kNN(text), entries 1/k); users [w_u1 R_1 ; w_u2 R_2] plus the softmax(count)-weighted sum
+    over their top-k co-interaction neighbours (count descending, then id); loss
+    -mean log2 sigmoid(y_ui - y_uj) + reg_weight (sum_m mean(P_m[u]^2) + mean(w^2))."""
+    model, train = _build(tmp_path, reg_weight=0.5, n_layers=2, n_mm_layers=1, mm_image_weight=0.1)
+    model = model.double()
+    ds, d, k = train.dataset, model.embedding_size, model.user_graph_k
+    n_u, n_i = model.n_users, model.n_items
+    r = np.zeros((n_u, n_i))
+    r[ds.inter_feat["user_id"].numpy(), ds.inter_feat["item_id"].numpy()] = 1.0
+    a = np.block([[np.zeros((n_u, n_u)), r], [r.T, np.zeros((n_i, n_i))]])
+    deg = a.sum(1)
+    inv = np.where(deg > 0, np.maximum(deg, 1) ** -0.5, 0.0)
+    a_hat = inv[:, None] * a * inv[None, :]
+    raw = _features(("image", "text"))
+    rows = np.array([int(t) for t in ds.field2id_token["item_id"][1:]])
+
+    def lrelu(z):
+        return np.where(z > 0, z, 0.01 * z)
+
+    views = []
+    for m in ("image", "text"):
+        x = np.zeros((n_i, raw[m].shape[1]))
+        x[1:] = raw[m][rows]
+        (w1, b1), (w2, b2) = ((lin.weight.detach().numpy(), lin.bias.detach().numpy())
+                              for lin in (model.projections[m][0], model.projections[m][2]))
+        z = np.vstack([model.user_preference[m].detach().numpy(), lrelu(x @ w1.T + b1) @ w2.T + b2])
+        z = z / np.linalg.norm(z, axis=1, keepdims=True)
+        views.append(z + a_hat @ z + a_hat @ a_hat @ z)
+    w = model.user_view_weight.detach().numpy()
+    users = np.hstack([w[:, j:j + 1] * v[:n_u] for j, v in enumerate(views)])
+    items = np.hstack([v[n_u:] for v in views])
+
+    def knn(x, kk):
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+        s = np.zeros((len(x), len(x)))
+        np.put_along_axis(s, np.argsort(-(x @ x.T), axis=1)[:, :kk], 1.0 / kk, axis=1)
+        return s
+
+    s = np.zeros((n_i, n_i))
+    s[1:, 1:] = 0.1 * knn(raw["image"][rows], model.knn_k) + 0.9 * knn(raw["text"][rows], model.knn_k)
+    items = items + s @ items
+    counts = r @ r.T
+    np.fill_diagonal(counts, 0)
+    message = np.zeros_like(users)
+    for u in range(1, n_u):
+        nb = sorted(np.flatnonzero(counts[u]), key=lambda v: (-counts[u, v], v))[:k]
+        assert len(nb) == k  # no padding draw on this split
+        weight = np.exp(counts[u, nb] - counts[u, nb].max())
+        message[u] = (weight / weight.sum()) @ users[nb]
+    users = users + message
+
+    got_u, got_i = model.forward()
+    # atol: the graphs and neighbour weights are built in float32
+    assert np.allclose(got_u.detach().numpy()[1:], users[1:], atol=1e-6)
+    assert np.allclose(got_i.detach().numpy()[1:], items[1:], atol=1e-6)
+
+    batch = next(iter(train))
+    u, p, n = (batch[f].numpy() for f in ("user_id", "item_id", "neg_item_id"))
+    diff = (users[u] * items[p]).sum(1) - (users[u] * items[n]).sum(1)
+    expected = -np.mean(np.log2(1 / (1 + np.exp(-diff))))
+    expected += 0.5 * (sum((model.user_preference[m].detach().numpy()[u] ** 2).mean() for m in ("image", "text"))
+                       + (w ** 2).mean())
+    assert np.isclose(model.calculate_loss(batch).item(), expected, atol=1e-6)

@@ -193,3 +193,61 @@ def test_content_helps_on_planted_data(tmp_path, tmp_path_factory):
     permuted = recall(train("FREEDOM", roots["permuted"], tmp_path))
     pop = recall(train("Pop", roots["real"], tmp_path))
     assert real > permuted + 0.01 and real > pop + 0.1, (real, permuted, pop)
+
+
+# ---------------------------------------------------------------- the released computation, densely
+def _dense_knn(x, k):
+    """(n, n) cosine top-k graph, every kept edge 1/k (rows of random features have no ties)."""
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    top = np.argsort(-(x @ x.T), axis=1)[:, :k]
+    s = np.zeros((len(x), len(x)))
+    np.put_along_axis(s, top, 1.0 / k, axis=1)
+    return s
+
+
+def test_forward_and_loss_match_the_released_formulas(tmp_path):
+    """Scores and loss equal MMRec's FREEDOM written out densely in numpy on the toy split:
+    LightGCN mean over D^-1/2 A D^-1/2 of the training graph (layers 0..2), items plus
+    S E_i with S = 0.1 kNN(image) + 0.9 kNN(text) of the raw features (entries 1/k), and
+    BPR(u, i) + reg_weight * sum_m BPR(u, W_m x_m + b_m), natural log."""
+    model, train_data = _build(tmp_path, dropout=0.0, reg_weight=0.5, n_ui_layers=2, n_mm_layers=1,
+                               mm_image_weight=0.1)
+    model = model.double()
+    ds = train_data.dataset
+    n_u, n_i, k = model.n_users, model.n_items, model.knn_k
+    r = np.zeros((n_u, n_i))
+    r[ds.inter_feat["user_id"].numpy(), ds.inter_feat["item_id"].numpy()] = 1.0
+    a = np.block([[np.zeros((n_u, n_u)), r], [r.T, np.zeros((n_i, n_i))]])
+    deg = a.sum(1)
+    inv = np.where(deg > 0, np.maximum(deg, 1) ** -0.5, 0.0)
+    a_hat = inv[:, None] * a * inv[None, :]
+    e = np.vstack([model.user_embedding.weight.detach().numpy(), model.item_id_embedding.weight.detach().numpy()])
+    layers = [e, a_hat @ e, a_hat @ a_hat @ e]
+    mean = sum(layers) / 3
+    # Raw features by internal item id (row = item token), padding row 0 unused.
+    raw = _features(("image", "text"))
+    rows = np.array([int(t) for t in ds.field2id_token["item_id"][1:]])
+    s = np.zeros((n_i, n_i))
+    s[1:, 1:] = 0.1 * _dense_knn(raw["image"][rows], k) + 0.9 * _dense_knn(raw["text"][rows], k)
+    users = mean[:n_u]
+    items = mean[n_u:] + s @ model.item_id_embedding.weight.detach().numpy()
+
+    got_u, got_i = model.forward(model.norm_adj)
+    assert np.allclose(got_u.detach().numpy(), users, atol=1e-6)
+    assert np.allclose(got_i.detach().numpy(), items, atol=1e-6)
+
+    batch = next(iter(train_data))
+    u, p, n = (batch[f].numpy() for f in ("user_id", "item_id", "neg_item_id"))
+
+    def bpr(uu, pos, neg):
+        return -np.mean(np.log(1 / (1 + np.exp(-((uu * pos).sum(1) - (uu * neg).sum(1))))))
+
+    expected = bpr(users[u], items[p], items[n])
+    for m in ("image", "text"):
+        w = model.projections[m].weight.detach().numpy()
+        b = model.projections[m].bias.detach().numpy()
+        x = np.zeros((n_i, raw[m].shape[1]))
+        x[1:] = raw[m][rows]
+        proj = x @ w.T + b
+        expected += 0.5 * bpr(users[u], proj[p], proj[n])
+    assert np.isclose(model.calculate_loss(batch).item(), expected, atol=1e-9)
