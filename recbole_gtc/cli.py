@@ -105,6 +105,17 @@ def build_parser():
                        help="train nothing: write the tables from the study's finished runs (the others are listed)")
     study.add_argument("--hyper_dir", default=None, metavar="DIR",
                        help="folder of the --tune grids <MODEL>.hyper (default: the package's properties/hyper)")
+    dist = parser.add_argument_group(
+        "multi-process training", "RecBole's distributed flags (torch.distributed: gloo on CPU, nccl on GPU); "
+        "each process trains on its share of every batch and gradients are averaged")
+    dist.add_argument("--nproc", type=int, default=1, metavar="N",
+                      help="processes on this machine (default: %(default)s)")
+    dist.add_argument("--world_size", type=int, default=-1, metavar="N",
+                      help="processes on all machines (default: -1, i.e. --nproc)")
+    dist.add_argument("--ip", default="localhost", help="address of the machine with rank 0 (default: %(default)s)")
+    dist.add_argument("--port", type=int, default=5678, help="its free TCP port (default: %(default)s)")
+    dist.add_argument("--group_offset", type=int, default=0, metavar="N",
+                      help="global rank of this machine's first process (default: %(default)s)")
     parser.add_argument("--recommend", action="store_true",
                         help="top-K items for --users from --checkpoint (see README: Recommendations)")
     return parser
@@ -130,12 +141,15 @@ def quiet_library_warnings():
 
     * pandas' chained-assignment FutureWarning and torch's GradScaler deprecation, both
       raised from RecBole 1.2.1's own code;
-    * torch's "Sparse invariant checks are implicitly disabled" notice.
+    * torch's "Sparse invariant checks are implicitly disabled" notice, and its deprecation of
+      ``torch.sparse.FloatTensor``, which RecBole 1.2.1's LightGCN and NGCF call.
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*chained assignment.*", category=FutureWarning)
         warnings.filterwarnings("ignore", message=r".*torch\.cuda\.amp\..*is deprecated.*", category=FutureWarning)
         warnings.filterwarnings("ignore", message=r"Sparse invariant checks are implicitly disabled.*")
+        # RecBole 1.2.1's LightGCN and NGCF build their graphs with torch.sparse.FloatTensor
+        warnings.filterwarnings("ignore", message=r"torch\.sparse\.SparseTensor\(.*is deprecated.*")
         yield
 
 
@@ -163,8 +177,15 @@ def _main(args, overrides):
     from recbole_gtc.quick_start import comparison_table, load_config, run_recbole_gtc
     from recbole_gtc.utils import get_model
 
+    from recbole_gtc.distributed import distributed_settings, run_distributed
+
+    settings = distributed_settings(args.nproc, args.world_size, args.ip, args.port, args.group_offset)
     if args.seeds is not None or args.tune or args.results_dir is not None or args.report_only:
+        if settings is not None:
+            raise RecboleGTCError("--nproc/--world_size: a comparison study trains in one process")
         return _study(args, overrides)
+    if settings is not None and args.resume is not None:
+        raise RecboleGTCError("--resume continues a one-process run; it cannot be combined with --nproc/--world_size")
     models = [m.strip() for m in args.model.split(",") if m.strip()]
     if any("[" in m for m in models):
         raise RecboleGTCError("--model: variants (MODEL[key=value]) are for a comparison study: add --seeds")
@@ -181,7 +202,13 @@ def _main(args, overrides):
         configs.append(load_config(model, args.dataset, config_files, cmd_args=overrides))
     results = []
     for model, config in zip(models, configs):
-        result = run_recbole_gtc(model, args.dataset, saved=args.saved, resume=args.resume, config=config)
+        if settings is not None:
+            result = run_distributed(model, args.dataset, settings, config_files, overrides, saved=args.saved)
+            if result is None:  # another machine holds global rank 0 and reports
+                print(f"ranks {args.group_offset}..{args.group_offset + args.nproc - 1} of {model} done", flush=True)
+                continue
+        else:
+            result = run_recbole_gtc(model, args.dataset, saved=args.saved, resume=args.resume, config=config)
         print(f"best valid: {result['best_valid_result']}")
         print(f"test: {result['test_result']}")
         print(result["summary"], flush=True)

@@ -42,10 +42,15 @@ class MMConfig(Config):
         cmd_args (list of str, optional): ``--key=value`` overrides. ``None`` reads
             ``sys.argv`` as RecBole does; pass ``[]`` from library code and tests so
             that foreign command-line flags (pytest's, say) never leak in.
+        distributed (dict, optional): one rank's ``local_rank``, ``world_size``, ``nproc``,
+            ``offset``, ``ip`` and ``port`` (:mod:`recbole_gtc.distributed`); the
+            configuration then joins the process group, as RecBole's does.
     """
 
-    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None,
+                 distributed=None):
         self._cmd_args = cmd_args
+        self._distributed = dict(distributed) if distributed else None
         if isinstance(model, str):
             model = get_model(model)  # recbole-gtc models too, not only RecBole's
         config_file_list = [expand_path(path) for path in config_file_list or []]
@@ -86,7 +91,37 @@ class MMConfig(Config):
         _one_line_errors(super()._set_default_parameters)
 
     def _init_device(self):
-        _one_line_errors(super()._init_device)
+        if self._distributed is None:
+            return _one_line_errors(super()._init_device)
+        return self._init_distributed_device()
+
+    def _init_distributed_device(self):
+        """RecBole's distributed branch of ``_init_device``, which only knows ``nccl`` on
+        ``cuda:<local_rank>``, extended to the CPU: ``gloo`` when no GPU is used."""
+        import torch
+        import torch.distributed as dist
+
+        _one_line_errors(super()._init_device)  # gpu_id normalisation and the single-process keys
+        self.final_config_dict.update(self._distributed)
+        local_rank = self.final_config_dict["local_rank"]
+        use_cuda = self.final_config_dict["device"].type == "cuda"
+        if use_cuda and local_rank >= torch.cuda.device_count():
+            raise RecboleGTCError(f"--nproc={self.final_config_dict['nproc']}: only {torch.cuda.device_count()} "
+                                  f"GPU(s) visible (gpu_id={self.final_config_dict['gpu_id']!r})")
+        dist.init_process_group(
+            backend="nccl" if use_cuda else "gloo",
+            rank=local_rank + self.final_config_dict["offset"],
+            world_size=self.final_config_dict["world_size"],
+            init_method=f"tcp://{self.final_config_dict['ip']}:{self.final_config_dict['port']}",
+        )
+        self.final_config_dict["device"] = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+        if use_cuda:
+            torch.cuda.set_device(local_rank)
+        self.final_config_dict["single_spec"] = False
+        if local_rank != 0:  # RecBole's rule: only each machine's first rank logs and shows progress
+            self.final_config_dict["state"] = "error"
+            self.final_config_dict["show_progress"] = False
+            self.final_config_dict["verbose"] = False
 
     def _set_train_neg_sample_args(self):
         _one_line_errors(super()._set_train_neg_sample_args)

@@ -20,14 +20,16 @@ from recbole_gtc.validation import check_against_dataset, validate_config
 SUMMARY_METRICS = ("recall@20", "ndcg@20")
 
 
-def load_config(model, dataset, config_file_list=None, config_dict=None, cmd_args=None):
+def load_config(model, dataset, config_file_list=None, config_dict=None, cmd_args=None, distributed=None):
     """The run's configuration, checked before anything is printed or trained.
 
     Errors come first: a bad value, a missing or malformed dataset folder or feature
     file raises :class:`~recbole_gtc.errors.RecboleGTCError` here, before the logger
-    prints RecBole's long configuration dump.
+    prints RecBole's long configuration dump. ``distributed`` (one rank's keys, see
+    :mod:`recbole_gtc.distributed`) makes the configuration join the process group.
     """
-    config = MMConfig(model, dataset, config_file_list, config_dict, cmd_args=cmd_args or [])
+    config = MMConfig(model, dataset, config_file_list, config_dict, cmd_args=cmd_args or [],
+                      distributed=distributed)
     validate_config(config)  # unknown keys and bad values (recbole_gtc.validation)
     check_dataset_files(config)
     for key in ("checkpoint_dir", "graph_cache_dir"):
@@ -80,7 +82,7 @@ def run_recbole_gtc(model, dataset, config_file_list=None, config_dict=None, sav
     return result
 
 
-def _train_and_test(config, run, saved, test=True):
+def _train_and_test(config, run, saved, test=True, after_fit=None):
     init_seed(config["seed"], config["reproducibility"])
     # RecBole's init_seed only pins cuDNN. On CPU the backward of advanced indexing
     # (index_put with accumulate) is multi-threaded and not bitwise reproducible, so
@@ -111,6 +113,8 @@ def _train_and_test(config, run, saved, test=True):
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )
+    if after_fit is not None:
+        after_fit(trainer)
     test_result, per_user = {}, None
     if test:
         test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])

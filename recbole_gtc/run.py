@@ -42,6 +42,9 @@ VOLATILE_KEYS = frozenset({
     "checkpoint_dir", "data_path", "show_progress", "state", "log_wandb", "wandb_project",
     "save_dataset", "save_dataloaders", "dataset_save_path", "dataloaders_save_path",
     "graph_cache_dir", "device", "gpu_id", "worker", "config_files",
+    # where a multi-process group meets (local_rank stays: it is 0 in every single-process run,
+    # so their fingerprints are unchanged; world_size and nproc change how batches are split)
+    "offset", "ip", "port",
 })
 
 
@@ -206,6 +209,12 @@ class Run:
         run._write_meta("running")
         return run
 
+    @classmethod
+    def join(cls, run_dir, fingerprint_):
+        """The run folder another process (global rank 0 of a multi-process run) created and
+        owns; this one reads its ``best.pth`` and writes nothing there."""
+        return _JoinedRun(run_dir, fingerprint_, {})
+
     def _write_meta(self, status):
         self.meta.update(status=status, pid=os.getpid(), updated=time.strftime("%Y-%m-%d %H:%M:%S"))
         def write(tmp):
@@ -231,6 +240,19 @@ class Run:
         path = os.path.join(self.dir, name)
         if os.path.exists(path):
             os.remove(path)
+
+
+class _JoinedRun(Run):
+    """A non-zero rank's view of the shared run folder: every write is rank 0's."""
+
+    def _write_meta(self, status):
+        pass
+
+    def finish(self, keep_best=True):
+        pass
+
+    def fail(self):
+        pass
 
 
 def resumable_run(config):

@@ -79,6 +79,8 @@ class RunTrainerMixin(PerUserRecorder):
                            show_progress=show_progress, callback_fn=on_evaluated)
 
     def _save_resume_state(self, epoch_idx):
+        if not self.config["single_spec"]:
+            return  # a multi-process run is not resumable (the runner refuses --resume with --nproc)
         generator = getattr(self.train_data, "generator", None)
         state = {
             "format": RESUME_FORMAT,
@@ -192,10 +194,35 @@ def build_trainer(trainer_class, config, model, run, train_data=None):
     """
     if not issubclass(trainer_class, RunTrainerMixin):
         trainer_class = type(trainer_class.__name__, (RunTrainerMixin, trainer_class), {})
-    with _tensorboard_under(run.tensorboard_dir):
+    with _tensorboard_under(run.tensorboard_dir), _ddp_for(config):
         trainer = trainer_class(config, model)
     trainer.attach(run, train_data)
     return trainer
+
+
+@contextlib.contextmanager
+def _ddp_for(config):
+    """RecBole's trainer wraps the model in ``DistributedDataParallel(model, device_ids=[local_rank])``
+    in a multi-process run, which PyTorch refuses for a CPU module. Here CPU modules get no
+    ``device_ids``, and buffers are not broadcast: RecBole uses the wrapper only to average
+    gradients, every rank builds the same buffers from the same seed (GTC's graphs among
+    them: large, some sparse, which DDP cannot broadcast)."""
+    if config["single_spec"]:
+        yield
+        return
+    import recbole.trainer.trainer as recbole_trainer
+    from torch.nn.parallel import DistributedDataParallel
+
+    def ddp(module, device_ids=None):
+        cpu = config["device"].type == "cpu"
+        return DistributedDataParallel(module, device_ids=None if cpu else device_ids, broadcast_buffers=False)
+
+    original = recbole_trainer.DistributedDataParallel
+    recbole_trainer.DistributedDataParallel = ddp
+    try:
+        yield
+    finally:
+        recbole_trainer.DistributedDataParallel = original
 
 
 @contextlib.contextmanager

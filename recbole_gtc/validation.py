@@ -360,7 +360,8 @@ _RECBOLE_CODE_KEYS = {
     "cin", "contrast", "eta", "has_residual", "norm", "sim", "tail_ratio", "use_filter", "xgb_early_stopping_rounds",
 }
 
-#: RecBole's distributed-training keys: refused (``torch.distributed`` is not supported here).
+#: RecBole's distributed-training keys: set by the runner's flags (--nproc, --world_size, --ip,
+#: --port, --group_offset; :mod:`recbole_gtc.distributed`), never as configuration keys.
 UNSUPPORTED_KEYS = ("local_rank", "nproc", "ip", "port", "world_size", "offset", "group_offset")
 
 
@@ -406,7 +407,8 @@ def check_keys(external, known):
     """Refuse unsupported (distributed) keys and keys nobody knows."""
     for key in external:
         if key in UNSUPPORTED_KEYS:
-            raise RecboleGTCError(f"{key}={external[key]!r}: distributed training is not supported by recbole-gtc")
+            raise RecboleGTCError(f"{key}={external[key]!r}: not a configuration key; multi-process training is "
+                                  f"set up by the runner's flags --nproc, --world_size, --ip, --port, --group_offset")
     for key in external:
         if key not in known:
             raise RecboleGTCError(unknown_key_message(key, known))

@@ -65,7 +65,8 @@ CATALOGUE = [
      "(N >= 1), or {valid: ..., test: ...}"),
     ("BPR", "--train_neg_sample_args={'distribution':'zipf'}",
      "train_neg_sample_args={'distribution': 'zipf'}: distribution must be uniform or popularity"),
-    ("BPR", "--local_rank=0", "local_rank=0: distributed training is not supported by recbole-gtc"),
+    ("BPR", "--local_rank=0", "local_rank=0: not a configuration key; multi-process training is set up by the "
+     "runner's flags --nproc, --world_size, --ip, --port, --group_offset"),
     ("BPR", "--state=loud", "state='loud': must be one of INFO | DEBUG | WARNING | ERROR | CRITICAL"),
 ]
 

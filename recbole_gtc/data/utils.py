@@ -1,5 +1,6 @@
 """Dataset and dataloader construction: RecBole's, with multi-modal datasets and the evaluation protocol."""
 
+import contextlib
 import os
 import pickle
 from logging import getLogger
@@ -118,6 +119,22 @@ def check_model_type(name, model_type):
         raise RecboleGTCError(f"recbole-gtc runs general recommenders; {name} is a {model_type.name.lower()} model")
 
 
+@contextlib.contextmanager
+def _unsharded(config):
+    """Build dataloaders that give every rank of a multi-process run all rows.
+
+    RecBole's dataloaders shard by rank whenever ``single_spec`` is False. For evaluation
+    every rank ranks every user instead (:mod:`recbole_gtc.distributed`: exact metrics,
+    one process's early stopping), so the loaders are built as for one process.
+    """
+    single_spec = config["single_spec"]
+    config["single_spec"] = True
+    try:
+        yield
+    finally:
+        config["single_spec"] = single_spec
+
+
 def data_preparation(config, dataset):
     """Split by the dataset's benchmark files and build train/valid/test dataloaders.
 
@@ -129,8 +146,12 @@ def data_preparation(config, dataset):
     train_dataset, valid_dataset, test_dataset = built_datasets
     train_sampler, valid_sampler, test_sampler = create_samplers(config, dataset, built_datasets)
     train_data = get_dataloader(config, "train")(config, train_dataset, train_sampler, shuffle=config["shuffle"])
-    valid_data = get_dataloader(config, "valid")(config, valid_dataset, valid_sampler, shuffle=False)
-    test_data = get_dataloader(config, "test")(config, test_dataset, test_sampler, shuffle=False)
+    if not config["single_spec"]:
+        # RecBole's DistributedSampler shuffles with seed 0 whatever the run's seed.
+        train_data.sampler.seed = config["seed"]
+    with _unsharded(config):
+        valid_data = get_dataloader(config, "valid")(config, valid_dataset, valid_sampler, shuffle=False)
+        test_data = get_dataloader(config, "test")(config, test_dataset, test_sampler, shuffle=False)
     getLogger().info(
         set_color("[Protocol]: ", "pink") + set_color(f"eval_protocol = {config['eval_protocol']}", "yellow")
     )
