@@ -4,6 +4,7 @@ checkpoints, resume, and a per-epoch hook for the model."""
 import contextlib
 import random
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -215,7 +216,11 @@ def _ddp_for(config):
 
     def ddp(module, device_ids=None):
         cpu = config["device"].type == "cpu"
-        return DistributedDataParallel(module, device_ids=None if cpu else device_ids, broadcast_buffers=False)
+        with warnings.catch_warnings():
+            # torch deprecates broadcast_buffers in favour of forward_sync_buffers, which would
+            # still sync (sparse, unsyncable) buffers at init; its own advice is to keep it.
+            warnings.filterwarnings("ignore", message=r".*broadcast_buffers.*is deprecated.*", category=FutureWarning)
+            return DistributedDataParallel(module, device_ids=None if cpu else device_ids, broadcast_buffers=False)
 
     original = recbole_trainer.DistributedDataParallel
     recbole_trainer.DistributedDataParallel = ddp
