@@ -141,7 +141,7 @@ def _rank_train(local_rank, model, dataset, config_file_list, cmd_args, saved, s
     run = None
     try:
         if rank == 0:
-            run = Run.start(config)
+            run = Run.start(config, saved=saved)
         run_dir = [run.dir if run is not None else None]
         dist.broadcast_object_list(run_dir, src=0)
         if run is None:

@@ -69,7 +69,7 @@ def run_recbole_gtc(model, dataset, config_file_list=None, config_dict=None, sav
     """
     if config is None:
         config = load_config(model, dataset, config_file_list, config_dict, cmd_args)
-    run = Run.start(config, resume=resume)
+    run = Run.start(config, resume=resume, saved=saved)
     try:
         result = _train_and_test(config, run, saved, test)
     except Exception:

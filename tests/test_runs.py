@@ -240,3 +240,27 @@ def test_resume_refuses_another_model_dataset_or_a_damaged_checkpoint(tmp_path, 
         handle.truncate(os.path.getsize(last) // 2)
     with pytest.raises(RecboleGTCError, match="last.pth: unreadable checkpoint"):
         run_recbole_gtc("BPR", "tiny", config_dict=overrides, resume=run_dir)
+
+
+def test_a_run_without_best_checkpoint_is_never_resumed_as_one_with(tiny, tmp_path):
+    from recbole_gtc.errors import RecboleGTCError
+    """A killed tuning trial (saved=False: no best.pth) has the fingerprint of the study run
+    with the same values; the study must not continue it and then test a missing best.pth."""
+    from recbole_gtc.quick_start import load_config
+    from recbole_gtc.run import Run, resumable_run
+
+    config = load_config("BPR", "tiny", config_dict={"data_path": tiny, "checkpoint_dir": str(tmp_path)})
+    trial = Run.start(config, saved=False)
+    open(trial.resume_checkpoint, "wb").close()  # killed after an epoch
+    assert resumable_run(config, saved=True) is None
+    assert resumable_run(config, saved=False) == trial.dir
+    with pytest.raises(RecboleGTCError, match="started with --saved=False"):
+        Run.start(config, resume=trial.dir, saved=True)
+
+
+def test_a_study_tests_at_the_best_epoch_only(tiny, tmp_path):
+    from recbole_gtc.errors import RecboleGTCError
+    from recbole_gtc.study.compare import run_study
+
+    with pytest.raises(RecboleGTCError, match="--saved=False and --seeds"):
+        run_study("BPR", "tiny", "2", cmd_args=[f"--data_path={tiny}"], results_dir=str(tmp_path), saved=False)

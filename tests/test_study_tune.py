@@ -306,3 +306,30 @@ def test_unknown_key_or_bad_value_in_the_grid_is_refused_before_training(tiny, t
     with pytest.raises(RecboleGTCError, match="exhaustive search needs 'choice' lines only"):
         tune("BPR", "BPR", "tiny", config_dict=_common(tiny, tmp_path), params_file=continuous,
              out_dir=str(tmp_path))
+
+
+def test_a_spec_override_beats_the_users_key_as_in_the_comparison(tiny, tmp_path, monkeypatch):
+    fake = FakeRuns({0.1: 0.3, 0.2: 0.5})
+    monkeypatch.setattr(quick_start, "run_recbole_gtc", fake)
+    # the spec BPR[reg_weight=0.5] with the user's --reg_weight=0.01: the spec's value is searched
+    tune("BPR[reg_weight=0.5]", "BPR", "tiny", config_dict=dict(_common(tiny, tmp_path), reg_weight=0.5),
+         cmd_args=["--reg_weight=0.01"], params_file=_grid(tmp_path, "learning_rate choice [0.1, 0.2]\n"),
+         out_dir=str(tmp_path / "out"))
+    assert [call["reg_weight"] for call in fake.calls] == [0.5, 0.5]
+
+
+def test_a_changed_package_default_is_searched_again(tiny, tmp_path, monkeypatch):
+    fake = FakeRuns({0.1: 0.3, 0.2: 0.5})
+    monkeypatch.setattr(quick_start, "run_recbole_gtc", fake)
+    kwargs = dict(config_dict=_common(tiny, tmp_path), params_file=_grid(tmp_path, "learning_rate choice [0.1, 0.2]\n"),
+                  out_dir=str(tmp_path / "out"))
+    assert not tune("BPR", "BPR", "tiny", **kwargs)["cached"]
+    original = quick_start.load_config
+
+    def other_default(*args, **kw):  # as if properties/overall.yaml now said stopping_step: 7
+        config = original(*args, **kw)
+        config["stopping_step"] = 7
+        return config
+
+    monkeypatch.setattr(quick_start, "load_config", other_default)
+    assert not tune("BPR", "BPR", "tiny", **kwargs)["cached"] and len(fake.calls) == 4

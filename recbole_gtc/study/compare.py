@@ -81,8 +81,9 @@ def run_study(model_text, dataset, seeds_text, config_files=None, cmd_args=None,
         results_dir (str): the report goes to ``<results_dir>/<dataset>/`` (``comparison.md``,
             ``comparison.csv``, ``runs.csv``, ``comparison.png``), finished runs to its ``runs/``
             and tuned hyper-parameters to its ``tuned/``.
-        saved (bool): test the best-validation epoch and keep its checkpoint (``True``), or
-            test the last epoch.
+        saved (bool): must be ``True``: every run is tested at its best-validation epoch
+            (the cache is keyed by configuration, so last-epoch results would be reported
+            as best-epoch ones).
         tune (bool): first search each spec's hyper-parameters on validation
             (:mod:`recbole_gtc.study.tune`) and use the best configuration.
         tune_algo (str), max_evals (int): the search (``exhaustive``: every grid point).
@@ -101,6 +102,8 @@ def run_study(model_text, dataset, seeds_text, config_files=None, cmd_args=None,
     from recbole_gtc.run import fingerprint, resumable_run
     from recbole_gtc.study.report import write_report
 
+    if not saved:
+        raise RecboleGTCError("--saved=False and --seeds: a study tests every run at its best validation epoch")
     out_dir = study_dir(results_dir, dataset)
     cache = RunCache(os.path.join(out_dir, "runs"))
     tuned_files = _tune_all(model_text, dataset, config_files, cmd_args, out_dir, tune_algo, max_evals,
@@ -131,7 +134,7 @@ def run_study(model_text, dataset, seeds_text, config_files=None, cmd_args=None,
             if report_only:
                 _progress(f"[{i}/{len(runs)}] {spec.label} seed {seed}: not finished, left out of the report")
                 continue
-            resume_dir = resumable_run(config)
+            resume_dir = resumable_run(config, saved=saved)
             _progress(f"[{i}/{len(runs)}] {spec.label} seed {seed}: "
                       + (f"continuing {os.path.basename(resume_dir)}" if resume_dir else "training")
                       + f" ({todo - done} to train)")

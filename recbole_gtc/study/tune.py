@@ -268,9 +268,16 @@ def _check_grid_values(path, grid, model, load):
 # --------------------------------------------------------------------------- cache
 
 def cache_key(params_text, model, label, config_dict, cmd_args, config_files, dataset, algo, max_evals,
-              early_stop, dataset_digest=None):
+              early_stop, dataset_digest=None, resolved=None):
     """sha1 (hex) of everything that decides a search's outcome (``dataset_digest``: of the
-    dataset's files, :func:`recbole_gtc.run.dataset_digest`)."""
+    dataset's files, :func:`recbole_gtc.run.dataset_digest`; ``resolved``: the search's base
+    configuration after the whole cascade, :func:`recbole_gtc.run.config_items`, so a changed
+    package or model default searches again), with the library versions."""
+    import recbole
+    import torch
+
+    from recbole_gtc import __version__
+
     files = []
     for path in config_files or []:
         path = expand_path(path)
@@ -283,6 +290,7 @@ def cache_key(params_text, model, label, config_dict, cmd_args, config_files, da
         "params": params_text, "model": model, "label": label, "config_dict": config_dict or {},
         "cmd_args": list(cmd_args or []), "config_files": files, "dataset": dataset, "algo": algo,
         "max_evals": max_evals, "early_stop": early_stop, "dataset_files": dataset_digest,
+        "resolved": resolved, "versions": [__version__, recbole.__version__, torch.__version__],
     }
     return hashlib.sha1(json.dumps(payload, sort_keys=True, default=repr).encode()).hexdigest()
 
@@ -409,6 +417,9 @@ def tune(label, model, dataset, config_files=None, config_dict=None, cmd_args=No
 
     space, grid = load_space(path)
     _check_grid_keys(path, grid, label, config_dict, cmd_args)
+    # A spec's overrides beat the user's --key=value, as in the comparison (recbole_gtc.study.spec):
+    # GTC[knn_k=5] with --knn_k=10 searches and compares knn_k=5.
+    cmd_args = [arg for arg in cmd_args if parse_override(arg)[0] not in (config_dict or {})]
     size = grid_size(grid)
     if size is None and algo == "exhaustive":
         raise RecboleGTCError(f"{path}: exhaustive search needs 'choice' lines only; use algo random or bayes")
@@ -420,11 +431,11 @@ def tune(label, model, dataset, config_files=None, config_dict=None, cmd_args=No
     with open(path, encoding="utf-8") as f:
         params_text = f.read()
     from recbole_gtc.quick_start import load_config
-    from recbole_gtc.run import dataset_digest
+    from recbole_gtc.run import config_items, dataset_digest
 
     base = load_config(model, dataset, config_files, config_dict=dict(config_dict or {}), cmd_args=list(cmd_args or []))
     key = cache_key(params_text, model, label, config_dict, cmd_args, config_files, dataset, algo, max_evals,
-                    early_stop, dataset_digest(base["data_path"]))
+                    early_stop, dataset_digest(base["data_path"]), resolved=config_items(base))
     folder = check_output_dir(str(out_dir).replace("<dataset>", str(dataset)), "tuning output folder")
     name = safe_label(label)
     yaml_path = os.path.join(folder, f"{name}.yaml")
