@@ -102,7 +102,8 @@ def build_parser():
     study.add_argument("--max_evals", type=int, default=None, metavar="N",
                        help="most trials per model for --tune (default: the whole grid)")
     study.add_argument("--report_only", action="store_true",
-                       help="train nothing: write the tables from the study's finished runs (the others are listed)")
+                       help="train nothing: write the tables from the study's finished runs (the others are listed); "
+                            "with --tune, of the tuned study (its settings from RESULTS_DIR/<dataset>/tuned/)")
     study.add_argument("--hyper_dir", default=None, metavar="DIR",
                        help="folder of the --tune grids <MODEL>.hyper (default: the package's properties/hyper)")
     dist = parser.add_argument_group(
@@ -227,8 +228,6 @@ def _study(args, overrides):
         raise RecboleGTCError("--resume and --seeds: a study continues by itself; run the same command again")
     if (args.hyper_dir is not None or args.tune_algo != "exhaustive" or args.max_evals is not None) and not args.tune:
         raise RecboleGTCError("--hyper_dir, --tune_algo and --max_evals set up --tune: add --tune")
-    if args.report_only and args.tune:
-        raise RecboleGTCError("--report_only trains nothing: it cannot --tune")
     if args.max_evals is not None and args.max_evals < 1:
         raise RecboleGTCError(f"--max_evals={args.max_evals}: must be at least 1")
     config_files = args.config_files.split() if args.config_files else None

@@ -215,6 +215,18 @@ def test_tune_then_compare_uses_the_best_validation_setting(tmp_path, tiny, caps
     record = json.load(open(next((tmp_path / "r" / "tiny" / "runs").glob("*.json"))))
     run_meta = json.load(open(os.path.join(record["run_dir"], "run.json")))
     assert run_meta["config"]["learning_rate"] == repr(best) and run_meta["config"]["seed"] == "7"
+    # --report_only --tune reports the tuned runs, searching and training nothing; plain
+    # --report_only would look for the untuned run, which never ran.
+    assert main(["--model=BPR", "--dataset=tiny", "--seed=7", "--seeds=1", "--tune", "--report_only",
+                 f"--hyper_dir={grids}", f"--results_dir={tmp_path / 'r'}"] + _args(tiny, tmp_path, epochs=3)) == 0
+    out = capsys.readouterr()
+    assert "done before" in out.err and "trial" not in out.err and "| BPR (reference) | 1 |" in out.out
+    assert main(["--model=BPR", "--dataset=tiny", "--seed=7", "--seeds=1", "--report_only",
+                 f"--results_dir={tmp_path / 'r'}"] + _args(tiny, tmp_path, epochs=3)) == 2
+    assert "no finished run" in capsys.readouterr().err
+    assert main(["--model=LightGCN", "--dataset=tiny", "--seeds=7", "--tune", "--report_only",
+                 f"--results_dir={tmp_path / 'r'}"] + _args(tiny, tmp_path)) == 2
+    assert "no tuned settings for LightGCN" in capsys.readouterr().err
     # No grid for a model in --hyper_dir: one line, nothing trained.
     assert main(["--model=LightGCN", "--dataset=tiny", "--seeds=7", "--tune", f"--hyper_dir={grids}",
                  f"--results_dir={tmp_path / 'r'}"] + _args(tiny, tmp_path)) == 2

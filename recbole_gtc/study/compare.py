@@ -91,7 +91,9 @@ def run_study(model_text, dataset, seeds_text, config_files=None, cmd_args=None,
             package's ``properties/hyper``).
         metrics (tuple of str): metrics of the tables and tests.
         report_only (bool): train nothing; write the report from the finished runs in the
-            cache (those not finished yet are listed on stderr and left out).
+            cache (those not finished yet are listed on stderr and left out). With ``tune``:
+            search nothing either; the runs are those of the tuned settings already under
+            ``tuned/`` (a spec without any is an error).
 
     Returns:
         dict: ``records`` (list of run records) and ``report`` (see
@@ -106,8 +108,12 @@ def run_study(model_text, dataset, seeds_text, config_files=None, cmd_args=None,
         raise RecboleGTCError("--saved=False and --seeds: a study tests every run at its best validation epoch")
     out_dir = study_dir(results_dir, dataset)
     cache = RunCache(os.path.join(out_dir, "runs"))
-    tuned_files = _tune_all(model_text, dataset, config_files, cmd_args, out_dir, tune_algo, max_evals,
-                            hyper_dir) if tune else None
+    if tune and report_only:
+        tuned_files = _tuned_found(model_text, out_dir)
+    elif tune:
+        tuned_files = _tune_all(model_text, dataset, config_files, cmd_args, out_dir, tune_algo, max_evals, hyper_dir)
+    else:
+        tuned_files = None
     runs = plan(model_text, dataset, seeds_text, config_files, cmd_args, tuned_files)
     for metric in metrics:
         name, _, k = metric.partition("@")
@@ -161,6 +167,19 @@ def run_study(model_text, dataset, seeds_text, config_files=None, cmd_args=None,
     title = f"{dataset}: {len(set(r['label'] for r in records))} models x {len(set(r['seed'] for r in records))} seeds"
     report = write_report(records, list(metrics), out_dir, title=title)
     return {"records": records, "report": report}
+
+
+def _tuned_found(model_text, out_dir):
+    """label -> the tuned YAML an earlier ``--tune`` wrote for it (for ``--report_only --tune``)."""
+    from recbole_gtc.study.tune import safe_label
+
+    found = {}
+    for spec in parse_specs(model_text):
+        path = os.path.join(out_dir, "tuned", f"{safe_label(spec.label)}.yaml")
+        if not os.path.isfile(path):
+            raise RecboleGTCError(f"{path}: no tuned settings for {spec.label} (run the study with --tune first)")
+        found[spec.label] = path
+    return found
 
 
 def _tune_all(model_text, dataset, config_files, cmd_args, out_dir, algo, max_evals, hyper_dir=None):
