@@ -214,28 +214,36 @@ def plot_png(path, summary, metrics, title):
 
     labels = [row["label"] for row in summary]
     n_labels = len(labels)
-    fig = Figure(figsize=(max(8.0, 2.0 + 1.2 * len(metrics) + 0.6 * n_labels), 4.5))
+    legend_rows = -(-n_labels // 4)
+    fig = Figure(figsize=(max(8.0, 2.0 + 1.2 * len(metrics) + 0.6 * n_labels), 4.5 + 0.25 * legend_rows))
     FigureCanvasAgg(fig)
     ax_metrics, ax_time = fig.subplots(1, 2, gridspec_kw={"width_ratios": [max(2, len(metrics)), 1.5]})
 
     def errors(stds):
         return [0.0 if _missing(s) else s for s in stds]
 
+    # one distinct colour per model, the same in both panels (the default cycle repeats after 10)
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10" if n_labels <= 10 else "tab20"]
+    colors = [palette(i % palette.N) for i in range(n_labels)]
     x = np.arange(len(metrics))
     width = 0.8 / max(n_labels, 1)
     for i, row in enumerate(summary):
         means = [row["metrics"][m]["mean"] for m in metrics]
         stds = [row["metrics"][m]["std"] for m in metrics]
-        ax_metrics.bar(x - 0.4 + width * (i + 0.5), means, width, yerr=errors(stds), capsize=3,
-                       label=f"{row['label']} (ref)" if row["reference"] else row["label"])
+        ax_metrics.bar(x - 0.4 + width * (i + 0.5), means, width, yerr=errors(stds), capsize=3 if n_labels <= 8 else 1,
+                       color=colors[i], label=f"{row['label']} (ref)" if row["reference"] else row["label"])
     ax_metrics.set_xticks(x, metrics)
     ax_metrics.set_ylabel("test value (mean ± std over seeds)")
-    ax_metrics.legend(fontsize="small")
+    # below the bars, never over them
+    ax_metrics.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.08),
+                      ncol=min(n_labels, 4), frameon=False)
 
     positions = np.arange(n_labels)
     seconds = [row["train_seconds_per_epoch_mean"] for row in summary]
     ax_time.bar(positions, seconds, 0.6, yerr=errors([row["train_seconds_per_epoch_std"] for row in summary]),
-                capsize=3, color=[f"C{i % 10}" for i in range(n_labels)])
+                capsize=3, color=colors)
     ax_time.set_xticks(positions, labels, rotation=30, ha="right", fontsize="small")
     ax_time.set_ylabel("training seconds per epoch")
 
