@@ -132,6 +132,10 @@ def test_study_tables_equal_the_individual_runs_and_the_cache_skips_them(tmp_pat
     out = capsys.readouterr()
     assert out.err.count("not finished, left out of the report") == 5 and "LightGCN seed 5" in out.err
     assert "| BPR (reference) | 2 |" in out.out and "| LightGCN |" not in out.out
+    # ... but never with another model as the reference than the first one named
+    assert main(["--model=LightGCN,BPR", "--dataset=tiny", "--seeds=5,6", "--report_only",
+                 f"--results_dir={results}"] + _args(tiny, tmp_path)) == 2
+    assert "LightGCN: the first model, the reference of the tables, has no finished run yet" in capsys.readouterr().err
     # A changed configuration is another run.
     with pytest.raises(AssertionError, match="trained again"):
         main(["--model=BPR", "--dataset=tiny", "--seeds=5", f"--results_dir={results}", "--learning_rate=0.002"]

@@ -164,6 +164,10 @@ def run_study(model_text, dataset, seeds_text, config_files=None, cmd_args=None,
         run_module.CONSOLE_LEVEL = previous_level
     if not records:
         raise RecboleGTCError(f"{cache.folder}: no finished run of this study to report")
+    reference = runs[0][0].label
+    if not any(record["label"] == reference for record in records):
+        # (--report_only) another model would silently become the reference of every test
+        raise RecboleGTCError(f"{reference}: the first model, the reference of the tables, has no finished run yet")
     title = f"{dataset}: {len(set(r['label'] for r in records))} models x {len(set(r['seed'] for r in records))} seeds"
     report = write_report(records, list(metrics), out_dir, title=title)
     return {"records": records, "report": report}
