@@ -118,7 +118,7 @@ class MMConfig(Config):
         if use_cuda:
             torch.cuda.set_device(local_rank)
         self.final_config_dict["single_spec"] = False
-        if local_rank != 0:  # RecBole's rule: only each machine's first rank logs and shows progress
+        if local_rank + self.final_config_dict["offset"] != 0:  # only global rank 0 logs (one run.log)
             self.final_config_dict["state"] = "error"
             self.final_config_dict["show_progress"] = False
             self.final_config_dict["verbose"] = False

@@ -25,9 +25,13 @@ What differs from RecBole's path, and why:
 * **One run folder.** Global rank 0 creates the run folder (:mod:`recbole_gtc.run`) and
   writes ``best.pth``, ``run.log`` and ``run.json``; the other ranks read its ``best.pth``
   for the test, so across machines ``checkpoint_dir`` must be a shared folder.
-* **Identical replicas.** Every rank is seeded with the run's ``seed`` (RecBole adds the
-  rank), so the per-epoch random graph draws of GTC, DRAGON and FREEDOM are the same on
-  every rank; the end of training checks that every rank holds the same parameters.
+* **Identical replicas.** Every rank builds the model from the run's ``seed`` (and
+  ``DistributedDataParallel`` broadcasts rank 0's parameters once); the per-epoch random
+  graph draws of GTC, DRAGON and FREEDOM depend on (seed, epoch) only, so they are the same
+  on every rank. What each rank draws while training (negatives, diffusion noise) follows
+  RecBole's rule, ``seed + rank``. After every evaluation the ranks check that their
+  validation scores agree (early stopping must stop them together), and at the end of
+  training that they hold the same parameters.
 * **Threads.** Unless ``OMP_NUM_THREADS`` is set, each rank uses ``cores / nproc`` torch
   threads instead of all cores each.
 

@@ -107,6 +107,11 @@ def _train_and_test(config, run, saved, test=True, after_fit=None):
 
     trainer_class = get_trainer(config["MODEL_TYPE"], config["model"])
     trainer = build_trainer(trainer_class, config, model_obj, run, train_data)
+    if not config["single_spec"]:
+        # RecBole's rule (seed + rank) for what each rank draws while training (negatives,
+        # diffusion noise), so the ranks' shares are independent; the model's initial weights
+        # and its per-epoch graph draws (graphs.epoch_generator) stay the same on every rank.
+        init_seed(config["seed"] + torch.distributed.get_rank(), config["reproducibility"])
     if run.resume_file:
         trainer.resume(run.resume_file)
     run.training_started = True

@@ -71,6 +71,8 @@ class RunTrainerMixin(PerUserRecorder):
             return self.best_valid_score, self.best_valid_result
 
         def on_evaluated(epoch_idx, valid_score):
+            if not self.config["single_spec"]:
+                _same_on_every_rank(valid_score, epoch_idx)
             if self.run is not None:
                 self._save_resume_state(epoch_idx)
             if callback_fn is not None:
@@ -156,6 +158,18 @@ class MMTrainer(RunTrainerMixin, Trainer):
             loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         self.epoch_seconds.append(time.perf_counter() - start)
         return loss
+
+
+def _same_on_every_rank(valid_score, epoch_idx):
+    """Every rank of a multi-process run evaluates every user with identical weights, so the
+    validation scores, and with them early stopping, must agree; a rank that stopped alone
+    would leave the others waiting in the next gradient exchange."""
+    import torch.distributed as dist
+
+    scores = [None] * dist.get_world_size()
+    dist.all_gather_object(scores, float(valid_score))
+    if len(set(scores)) != 1:
+        raise RecboleGTCError(f"epoch {epoch_idx}: the ranks' validation scores differ ({scores})")
 
 
 _AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
