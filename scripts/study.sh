@@ -30,7 +30,8 @@ ML_MODELS='GTC[learning_rate=0.001],GTC[learning_rate=0.001,use_diffusion=False]
 ML_SEEDS=999,
 ml_a() {
     run ml-100k-mm 'GTC[learning_rate=0.001]' "$ML_SEEDS"
-    run ml-100k-mm 'GTC[learning_rate=0.001,use_tc=False],EASE' "$ML_SEEDS"
+    # after GTC: what worker b has not reached yet (a run already in the cache is skipped)
+    run ml-100k-mm 'BPR,LightGCN,VBPR,EASE,GTC[learning_rate=0.001,use_tc=False]' "$ML_SEEDS"
 }
 ml_b() {
     run ml-100k-mm 'DRAGON,FREEDOM,LGMRec,VBPR,LightGCN,BPR' "$ML_SEEDS"
