@@ -294,8 +294,9 @@ def write_generated(root, name, n_users, n_items, n_inter, seed=0, dims=(64, 32)
     return folder
 
 
-def memory_worker(n_items, n_users, n_inter, overrides):
-    """One size, in this (fresh) process: peaks of graph building and of one training step."""
+def memory_worker(n_items, n_users, n_inter, overrides, epoch=False):
+    """One size, in this (fresh) process: peaks of graph building and of one training step
+    (``epoch``: of a whole training epoch, every batch, the loader's time included)."""
     from recbole.utils import init_seed
 
     from recbole_gtc.data import create_dataset, data_preparation
@@ -337,35 +338,56 @@ def memory_worker(n_items, n_users, n_inter, overrides):
         model = get_model("GTC")(config, ds).to(config["device"])  # reads the cached kNN and user graphs
         model_s = time.perf_counter() - start
         optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"])
-        batch = next(iter(train)).to(config["device"])
+        batches = train if epoch else [next(iter(train))]
         model.train()
+        steps = 0
         start = time.perf_counter()
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         with peak_rss() as step_mem:
-            optimizer.zero_grad()
-            model.calculate_loss(batch).backward()
-            optimizer.step()
+            for batch in batches:
+                optimizer.zero_grad()
+                model.calculate_loss(batch.to(config["device"])).backward()
+                optimizer.step()
+                steps += 1
         step_s = time.perf_counter() - start
         gpu_peak = torch.cuda.max_memory_allocated() / 2 ** 20 if torch.cuda.is_available() else None
         return {"items": n_items, "users": n_users, "interactions": int(len(users)),
                 "graph_mib": graph_mem["added_mib"], "graph_s": graph_s,
-                "step_mib": step_mem["added_mib"], "step_s": step_s, "model_s": model_s,
+                "step_mib": step_mem["added_mib"], "step_s": step_s, "steps": steps, "model_s": model_s,
                 "process_peak_mib": _status_mib("VmHWM"), "gpu_step_peak_mib": gpu_peak}
+
+
+def _run_worker(n_items, n_users, n_inter, overrides, threads, epoch=False, timeout=None):
+    """:func:`memory_worker` in a fresh interpreter (so its peaks are its own); its result row."""
+    cmd = [sys.executable, "-m", "recbole_gtc.benchmark", "--memory-worker", str(n_items), "--users", str(n_users),
+           "--interactions", str(n_inter), "--threads", str(threads), "--overrides", json.dumps(overrides)]
+    cmd += ["--worker-epoch"] if epoch else []
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"memory worker for {n_items} items failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def epoch_at_scale(n_items, n_users, n_inter, overrides, threads, timeout=None):
+    """One whole GTC training epoch on a generated ``n_items`` catalogue: seconds, steps, peaks."""
+    return _run_worker(n_items, n_users, n_inter, overrides, threads, epoch=True, timeout=timeout)
+
+
+def epoch_markdown(row):
+    gpu = f", GPU peak {row['gpu_step_peak_mib']:.0f} MiB" if row.get("gpu_step_peak_mib") else ""
+    return (f"| items | users | train interactions | steps | epoch s | epoch peak +MiB | process peak MiB |\n"
+            f"|---|---|---|---|---|---|---|\n"
+            f"| {row['items']} | {row['users']} | {row['interactions']} | {row['steps']} | {row['step_s']:.0f} "
+            f"| {row['step_mib']:.0f} | {row['process_peak_mib']:.0f} |{gpu}")
 
 
 def memory(sizes, n_users, n_inter, overrides, threads, log=print, timeout=None):
     """Run :func:`memory_worker` for each size in a fresh interpreter; rows plus exponents."""
     rows = []
     for n in sizes:
-        cmd = [sys.executable, "-m", "recbole_gtc.benchmark", "--memory-worker", str(n), "--users", str(n_users),
-               "--interactions", str(n_inter), "--threads", str(threads),
-               "--overrides", json.dumps(overrides)]
         start = time.perf_counter()
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        if done.returncode != 0:
-            raise RuntimeError(f"memory worker for {n} items failed:\n{done.stderr[-2000:]}")
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        rows.append(_run_worker(n, n_users, n_inter, overrides, threads, timeout=timeout))
         log(f"{n} items: step +{rows[-1]['step_mib']:.0f} MiB, graphs +{rows[-1]['graph_mib']:.0f} MiB "
             f"({time.perf_counter() - start:.0f}s)")
     sizes = [r["items"] for r in rows]
@@ -405,7 +427,11 @@ def _parser():
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--out", default=None, help="folder for benchmark.md and benchmark.json")
+    p.add_argument("--epoch-items", type=int, default=None,
+                   help="also train one whole GTC epoch on a generated catalogue of this many items "
+                        "(same --users, --interactions, --memory-config): seconds and peak memory")
     p.add_argument("--memory-worker", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--worker-epoch", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--overrides", default="{}", help=argparse.SUPPRESS)
     return p
 
@@ -418,7 +444,8 @@ def main(argv=None):
     warnings.filterwarnings("ignore", category=FutureWarning)  # pandas/torch notices inside RecBole
     warnings.filterwarnings("ignore", category=UserWarning)
     if args.memory_worker is not None:
-        row = memory_worker(args.memory_worker, args.users, args.interactions, json.loads(args.overrides))
+        row = memory_worker(args.memory_worker, args.users, args.interactions, json.loads(args.overrides),
+                            epoch=args.worker_epoch)
         print(json.dumps(row))
         return 0
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731 - progress, not results
@@ -452,6 +479,12 @@ def main(argv=None):
                f"{args.interactions} generated interactions, overrides {args.memory_config}):", "",
                memory_markdown(mem), "", f"exponent: {mem['step_exponent']:.2f}",
                f"graph exponent: {mem['graph_exponent']:.2f}"]
+    if args.epoch_items:
+        log(f"one epoch at {args.epoch_items} items")
+        report["epoch"] = epoch_at_scale(args.epoch_items, args.users, args.interactions,
+                                         json.loads(args.memory_config), args.threads)
+        md += ["", f"One whole GTC training epoch (overrides {args.memory_config}; peak resident memory added "
+               "by the epoch, and the process's peak):", "", epoch_markdown(report["epoch"])]
     text = "\n".join(md)
     print(text)
     if args.out:

@@ -76,3 +76,18 @@ def test_memory_worker_builds_the_item_graph_once(monkeypatch):
     row = benchmark.memory_worker(150, 40, 400, {})
     assert calls == [(150, 64), (150, 32)]  # image then text, in the measured block only
     assert row["items"] == 150 and row["graph_mib"] >= 0 and row["model_s"] >= 0
+
+
+def test_epoch_at_scale_trains_every_batch_of_one_epoch(capsys):
+    """--epoch-items: one whole epoch (every training batch), in a fresh process, with its peaks."""
+    code = benchmark.main(["--skip-speed", "--skip-memory", "--tc-items", "0", "--epoch-items", "300",
+                           "--users", "50", "--interactions", "900", "--threads", "1",
+                           "--memory-config", json.dumps({"train_batch_size": 128})])
+    assert code == 0
+    printed = capsys.readouterr().out
+    line = next(row for row in printed.splitlines() if row.startswith("| 300 |"))
+    items, users, train_inter, steps = (int(cell) for cell in line.strip("|").split("|")[:4])
+    assert (items, users) == (300, 50)
+    assert steps == math.ceil(train_inter / 128) and steps > 1  # the whole epoch, not one step
+    row = benchmark.memory_worker(300, 50, 900, {"train_batch_size": 128})
+    assert row["steps"] == 1  # the memory curve still measures one step

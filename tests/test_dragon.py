@@ -160,7 +160,7 @@ def test_graphs_come_from_the_training_split(tmp_path):
     splits = random_splits(N_USERS, N_ITEMS)
     train_edges = {(int(ds.token2id("user_id", f"u{u}")), int(ds.token2id("item_id", str(i))))
                    for u, i in splits["train"]}
-    adj = model.norm_adj.coalesce()
+    adj = model.norm_adj.to_sparse_coo().coalesce()
     edges = {(u, i - model.n_users) for u, i in adj.indices().T.tolist() if u < model.n_users}
     assert edges == train_edges
 

@@ -175,19 +175,6 @@ def test_sample_padding_is_random_per_epoch():
         assert padded[:2] == (1, 2) and set(padded) == {1, 2}
 
 
-def test_propagate_equals_loop():
-    g = torch.Generator().manual_seed(0)
-    h = torch.randn(6, 3, generator=g, requires_grad=True)
-    index = torch.randint(0, 6, (6, 4), generator=g)
-    weight = torch.rand(6, 4, generator=g)
-    weight[5] = 0
-    out = UserGraph.propagate(h, index, weight)
-    expected = torch.stack([sum(weight[u, n] * h[index[u, n]] for n in range(4)) for u in range(6)])
-    torch.testing.assert_close(out, expected)
-    out.sum().backward()
-    assert h.grad.abs().sum() > 0
-
-
 # ----------------------------------------------------------------- corrupt caches are rebuilt
 
 

@@ -119,7 +119,7 @@ def _build(config, train, model):
 
 
 def _dense(t):
-    return t.to_dense() if t.is_sparse else t
+    return t.to_dense() if t.layout != torch.strided else t
 
 
 def test_gtc_graphs_do_not_see_valid_or_test(roots):

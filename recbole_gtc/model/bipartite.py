@@ -4,6 +4,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from recbole_gtc.model.sparse import sparse_mm
+
 
 def binary_matrix(users, items, n_users, n_items):
     """Binary interaction matrix ``R``: scipy CSR ``(n_users, n_items)`` float32 with sorted
@@ -47,18 +49,21 @@ def normalized_bipartite_adjacency(users, items, n_users, n_items):
     return torch.sparse_coo_tensor(index, torch.from_numpy(values.astype(np.float32)), (n, n)).coalesce()
 
 
-def propagate(adj, x, n_layers=2):
+def propagate(adj, x, n_layers=2, adj_t=None):
     """``x + A x + A^2 x + ...`` (``n_layers`` hops, no weights, no normalisation of the sum).
 
     Args:
-        adj (torch.Tensor): sparse ``(N, N)``.
+        adj (torch.Tensor): sparse ``(N, N)``: COO, or CSR together with ``adj_t``.
         x (torch.Tensor): ``(N, D)``.
+        adj_t (torch.Tensor, optional): ``A^T`` in CSR (``adj`` itself for the symmetric
+            normalised graph): products go through :func:`~recbole_gtc.model.sparse.sparse_mm`,
+            whose backward needs no per-step transpose.
 
     Returns:
         torch.Tensor: ``(N, D)``.
     """
     out, h = x, x
     for _ in range(n_layers):
-        h = torch.sparse.mm(adj, h)
+        h = torch.sparse.mm(adj, h) if adj_t is None else sparse_mm(adj, h, adj_t)
         out = out + h
     return out

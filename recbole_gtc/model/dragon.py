@@ -24,8 +24,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from recbole_gtc.model.bipartite import normalized_bipartite_adjacency, propagate
-from recbole_gtc.model.graphs import UserGraph, epoch_generator, user_user_graph
+from recbole_gtc.model.graphs import epoch_generator, user_user_graph
 from recbole_gtc.model.mm_base import MultiModalRecommender, power_propagate
+from recbole_gtc.model.sparse import NeighbourProduct, to_csr
 
 _LN2 = math.log(2.0)
 
@@ -34,7 +35,7 @@ class DRAGON(MultiModalRecommender):
     r"""DRAGON as a RecBole general recommender.
 
     Attributes (after ``__init__``):
-        norm_adj (sparse Tensor): ``(U + I, U + I)`` normalised training user-item graph.
+        norm_adj (sparse CSR Tensor): ``(U + I, U + I)`` normalised training user-item graph (symmetric).
         item_graph (sparse Tensor): ``(I, I)`` item kNN graph of the raw features.
         user_graph (UserGraph): top-``user_graph_k`` co-interaction neighbours of each user.
         user_nb_index, user_nb_weight (Tensor): ``(U, k)`` this epoch's padded neighbour table.
@@ -68,8 +69,10 @@ class DRAGON(MultiModalRecommender):
     def _build_graphs(self, dataset, feats):
         """User-item, item-item and user-user graphs from the TRAINING split and the raw features."""
         users, items = self.training_pairs(dataset)
+        # CSR, symmetric: it is its own transpose in the backward (recbole_gtc/model/sparse.py).
         self.register_buffer(
-            "norm_adj", normalized_bipartite_adjacency(users, items, self.n_users, self.n_items), persistent=False
+            "norm_adj", to_csr(normalized_bipartite_adjacency(users, items, self.n_users, self.n_items)),
+            persistent=False,
         )
         self.register_buffer(
             "item_graph",
@@ -79,6 +82,7 @@ class DRAGON(MultiModalRecommender):
         )
         self.user_graph = user_user_graph(users, items, self.n_users, self.n_items, k=self.user_graph_k,
                                           cache_dir=self.graph_cache_dir)
+        self.user_graph_product = NeighbourProduct()
         # Persistent: scores depend on the padding draw, so the best checkpoint keeps its epoch's draw.
         self.register_buffer("user_nb_index", torch.zeros(self.n_users, self.user_graph_k, dtype=torch.long))
         self.register_buffer("user_nb_weight", torch.zeros(self.n_users, self.user_graph_k))
@@ -106,11 +110,11 @@ class DRAGON(MultiModalRecommender):
         x = torch.cat(
             [F.normalize(torch.cat([self.user_preference[m], content[m]]), dim=1) for m in self.modalities], dim=1
         )
-        r = propagate(self.norm_adj, x, n_layers=self.n_layers)
+        r = propagate(self.norm_adj, x, n_layers=self.n_layers, adj_t=self.norm_adj)
         r_users, h_items = torch.split(r, [self.n_users, self.n_items])
         h_users = r_users * self.user_view_weight.repeat_interleave(self.embedding_size, dim=1)
         h_items = h_items + power_propagate(self.item_graph, h_items, self.n_mm_layers)
-        h_users = h_users + UserGraph.propagate(h_users, self.user_nb_index, self.user_nb_weight)
+        h_users = h_users + self.user_graph_product(h_users, self.user_nb_index, self.user_nb_weight)
         return h_users, h_items
 
     def calculate_loss(self, interaction):

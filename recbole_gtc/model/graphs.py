@@ -262,22 +262,6 @@ class UserGraph:
         weight = torch.where(has_any.unsqueeze(1), weight, torch.zeros_like(weight))
         return index, weight
 
-    @staticmethod
-    def propagate(h, index, weight):
-        """Neighbour message ``m_u = sum_n weight[u, n] * h[index[u, n]]`` (the caller adds ``h``).
-
-        A weighted ``embedding_bag`` never materialises the ``(U, k, D)`` gather.
-
-        Args:
-            h (Tensor): ``(U, D)``.
-            index (LongTensor): ``(U, k)``.
-            weight (Tensor): ``(U, k)``.
-
-        Returns:
-            Tensor: ``(U, D)``.
-        """
-        return F.embedding_bag(index, h, per_sample_weights=weight.to(h.dtype), mode="sum")
-
 
 def _top_neighbours(r, k):
     """CSR arrays of each user's top-k co-interacting users by count, ties to the smaller id."""

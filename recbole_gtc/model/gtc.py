@@ -31,6 +31,7 @@ from recbole_gtc.model.diffusion import GaussianDiffusion
 from recbole_gtc.model.gate import similarity_gate
 from recbole_gtc.model.graphs import epoch_generator, item_item_graph, user_user_graph
 from recbole_gtc.model.scoring import CachedEvalScores
+from recbole_gtc.model.sparse import NeighbourProduct, sparse_mm, to_csr, transpose_csr
 from recbole_gtc.model.tc_loss import pairwise_infonce_loss, symile_loss
 from recbole_gtc.utils import RecboleGTCError
 
@@ -115,8 +116,10 @@ class GTC(CachedEvalScores, GeneralRecommender):
         """User-item, item-item and user-user graphs from the TRAINING split and raw features."""
         users = dataset.inter_feat[dataset.uid_field].numpy()
         items = dataset.inter_feat[dataset.iid_field].numpy()
+        # CSR, symmetric: it is its own transpose in the backward (recbole_gtc/model/sparse.py).
         self.register_buffer(
-            "norm_adj", normalized_bipartite_adjacency(users, items, self.n_users, self.n_items), persistent=False
+            "norm_adj", to_csr(normalized_bipartite_adjacency(users, items, self.n_users, self.n_items)),
+            persistent=False,
         )
 
         # Item kNN graph over real items (row 0 is padding, it gets no edges).
@@ -125,11 +128,9 @@ class GTC(CachedEvalScores, GeneralRecommender):
             chunk_size=self.knn_chunk_size, cache_dir=self.graph_cache_dir,
         )
         index = s.indices() + 1
-        self.register_buffer(
-            "item_graph",
-            torch.sparse_coo_tensor(index, s.values(), (self.n_items, self.n_items)).coalesce(),
-            persistent=False,
-        )
+        item_graph = torch.sparse_coo_tensor(index, s.values(), (self.n_items, self.n_items)).coalesce()
+        self.register_buffer("item_graph", to_csr(item_graph), persistent=False)
+        self.register_buffer("item_graph_t", transpose_csr(item_graph), persistent=False)  # kNN is not symmetric
 
         self.user_graph = user_user_graph(
             users, items, self.n_users, self.n_items, k=self.user_graph_k, cache_dir=self.graph_cache_dir
@@ -137,6 +138,7 @@ class GTC(CachedEvalScores, GeneralRecommender):
         # This epoch's padded neighbour lists (U, k), re-drawn by on_epoch_start. Persistent:
         # predictions depend on them, so the best checkpoint must hold the best epoch's draw.
         k = self.user_graph_k
+        self.user_graph_product = NeighbourProduct()
         self.register_buffer("user_nb_index", torch.zeros(self.n_users, k, dtype=torch.long))
         self.register_buffer("user_nb_weight", torch.zeros(self.n_users, k))
         self.on_epoch_start(0)
@@ -216,7 +218,7 @@ class GTC(CachedEvalScores, GeneralRecommender):
              for v, item_view in zip(self.views, [e_gated] + content)],
             dim=1,
         )
-        r = propagate(self.norm_adj, x, n_layers=2)
+        r = propagate(self.norm_adj, x, n_layers=2, adj_t=self.norm_adj)
         r_users, r_items = torch.split(r, [self.n_users, self.n_items])
 
         d = self.embedding_size
@@ -226,9 +228,9 @@ class GTC(CachedEvalScores, GeneralRecommender):
 
         h = h_items
         for _ in range(self.n_mm_layers):
-            h = torch.sparse.mm(self.item_graph, h)
+            h = sparse_mm(self.item_graph, h, self.item_graph_t)
             h_items = h_items + h
-        h_users = h_users + self.user_graph.propagate(h_users, self.user_nb_index, self.user_nb_weight)
+        h_users = h_users + self.user_graph_product(h_users, self.user_nb_index, self.user_nb_weight)
         return {"user": h_users, "item": h_items, "id": e, "denoised": denoised, "diff_loss": diff_loss}
 
     # ------------------------------------------------------------------ losses
