@@ -46,8 +46,8 @@ ml_seeds() {
         run ml-100k-mm 'LightGCN,FREEDOM' "$s,"
     done
 }
-# Up to seed 1003 (2026-12-02, two one-thread workers): GTC and every baseline but LGMRec to
-# 5 seeds, GTC without diffusion to 3, NGCF at seeds 999 and 1000, SGL at 999. The table is then
+# Up to seed 1003 (2026-12-02, two one-thread workers): GTC, DRAGON, FREEDOM, VBPR, LightGCN,
+# BPR and EASE to 5 seeds, GTC without diffusion to 3, NGCF at seeds 999 and 1000, SGL at 999. The table is then
 # assembled from the cache over every model, including those with fewer seeds.
 ML_REPORT_MODELS="$ML_MODELS,NGCF,SGL"
 ml_five_a() {
