@@ -47,7 +47,8 @@ ml_seeds() {
     done
 }
 # Up to seed 1003 (2026-12-02, two one-thread workers): GTC, DRAGON, FREEDOM, VBPR, LightGCN,
-# BPR and EASE to 5 seeds, GTC without diffusion to 3, NGCF at seeds 999 and 1000, SGL at 999. The table is then
+# BPR and EASE to 5 seeds, GTC without diffusion to 3, NGCF at seeds 999 and 1000, SGL at 999, LGMRec
+# at 1000. The table is then
 # assembled from the cache over every model, including those with fewer seeds.
 ML_REPORT_MODELS="$ML_MODELS,NGCF,SGL"
 ml_five_a() {
@@ -60,6 +61,7 @@ ml_five_b() {
     run ml-100k-mm NGCF 999,
     run ml-100k-mm SGL 999,
     run ml-100k-mm NGCF 1000,
+    run ml-100k-mm LGMRec 1000,
 }
 
 mkdir -p results
