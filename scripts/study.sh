@@ -3,7 +3,7 @@
 #   bash scripts/study.sh synth-mm        # 14 models x 5 seeds
 #   bash scripts/study.sh ml-100k-mm      # the ml-100k-mm models of results/README.md, seed 999
 #   bash scripts/study.sh ml-100k-mm-seeds  # then seeds 1000 and 1001 of a subset, one worker
-#   bash scripts/study.sh ml-100k-mm-five   # then up to seed 1003, NGCF and SGL, two workers
+#   bash scripts/study.sh ml-100k-mm-five   # then up to seed 1003, NGCF, SGL, LGMRec, two workers
 #   bash scripts/study.sh all             # both, one after the other on each worker
 # Two workers of one thread each (one per core) share the run cache under
 # results/<dataset>/runs/; each gets a disjoint part of the (model, seed) grid, split so that
@@ -47,9 +47,9 @@ ml_seeds() {
     done
 }
 # Up to seed 1003 (2026-12-02, two one-thread workers): GTC, DRAGON, FREEDOM, VBPR, LightGCN,
-# BPR and EASE to 5 seeds, GTC without diffusion to 3, NGCF at seeds 999 and 1000, SGL at 999, LGMRec
-# at 1000. The table is then
-# assembled from the cache over every model, including those with fewer seeds.
+# BPR and EASE to 5 seeds, GTC without diffusion to 3, NGCF at seeds 999 and 1000, SGL at 999,
+# LGMRec at 1000. The table is then assembled from the cache over every model, including those
+# with fewer seeds.
 ML_REPORT_MODELS="$ML_MODELS,NGCF,SGL"
 ml_five_a() {
     run ml-100k-mm 'GTC[learning_rate=0.001]' 1002,1003
