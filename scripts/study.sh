@@ -4,6 +4,7 @@
 #   bash scripts/study.sh ml-100k-mm      # the ml-100k-mm models of results/README.md, seed 999
 #   bash scripts/study.sh ml-100k-mm-seeds  # then seeds 1000 and 1001 of a subset, one worker
 #   bash scripts/study.sh ml-100k-mm-five   # then up to seed 1003, NGCF, SGL, LGMRec, two workers
+#   bash scripts/study.sh ml-100k-mm-ablations  # GTC's other ablations, the remaining seeds
 #   bash scripts/study.sh all             # both, one after the other on each worker
 # Two workers of one thread each (one per core) share the run cache under
 # results/<dataset>/runs/; each gets a disjoint part of the (model, seed) grid, split so that
@@ -63,6 +64,19 @@ ml_five_b() {
     run ml-100k-mm NGCF 1000,
     run ml-100k-mm LGMRec 1000,
 }
+# Ablations and the remaining baseline seeds (2026-12-02, two one-thread workers, in this order;
+# the session ends before the grid does, and rerunning the mode resumes from the cache).
+ML_ABLATIONS='GTC[learning_rate=0.001,use_tc=False],GTC[learning_rate=0.001,tc_mode=pairwise],GTC[learning_rate=0.001,use_gate=False]'
+ml_abl_a() {
+    run ml-100k-mm 'GTC[learning_rate=0.001,use_diffusion=False]' 1002,1003
+    run ml-100k-mm NGCF 1001,1002,1003
+    run ml-100k-mm LGMRec 1001,1002,1003
+    run ml-100k-mm SGL 1000,1001,1002,1003
+}
+ml_abl_b() {
+    run ml-100k-mm 'GTC[learning_rate=0.001,use_tc=False]' 999,1000,1001,1002,1003
+    run ml-100k-mm 'GTC[learning_rate=0.001,tc_mode=pairwise],GTC[learning_rate=0.001,use_gate=False]' 999,1000,1001,1002,1003
+}
 
 mkdir -p results
 case "${1:-}" in
@@ -75,8 +89,11 @@ ml-100k-mm-seeds) ml_seeds > results/ml-seeds.log 2>&1
 ml-100k-mm-five) ml_five_a > results/ml-five.a.log 2>&1 & ml_five_b > results/ml-five.b.log 2>&1 & wait
             python run_recbole_gtc.py --dataset=ml-100k-mm --model="$ML_REPORT_MODELS" \
                 --seeds=999,1000,1001,1002,1003 --report_only ;;
+ml-100k-mm-ablations) ml_abl_a > results/ml-abl.a.log 2>&1 & ml_abl_b > results/ml-abl.b.log 2>&1 & wait
+            python run_recbole_gtc.py --dataset=ml-100k-mm --model="$ML_REPORT_MODELS,$ML_ABLATIONS" \
+                --seeds=999,1000,1001,1002,1003 --report_only ;;
 all)        { synth_a; ml_a; } > results/all.a.log 2>&1 & { synth_b; ml_b; } > results/all.b.log 2>&1 & wait
             run synth-mm "$SYNTH_MODELS" "$SYNTH_SEEDS"
             run ml-100k-mm "$ML_MODELS" "$ML_SEEDS" ;;
-*) echo "usage: bash scripts/study.sh synth-mm|ml-100k-mm|ml-100k-mm-seeds|ml-100k-mm-five|all"; exit 2 ;;
+*) echo "usage: bash scripts/study.sh synth-mm|ml-100k-mm|ml-100k-mm-seeds|ml-100k-mm-five|ml-100k-mm-ablations|all"; exit 2 ;;
 esac
