@@ -5,6 +5,7 @@
 #   bash scripts/study.sh ml-100k-mm-seeds  # then seeds 1000 and 1001 of a subset, one worker
 #   bash scripts/study.sh ml-100k-mm-five   # then up to seed 1003, NGCF, SGL, LGMRec, two workers
 #   bash scripts/study.sh ml-100k-mm-ablations  # GTC's other ablations, the remaining seeds
+#   bash scripts/study.sh ml-100k-mm-rest  # the ablation seeds that mode did not reach
 #   bash scripts/study.sh synth-mm-tuned  # grids searched on validation, then 5 seeds of the best
 #   bash scripts/study.sh all             # both, one after the other on each worker
 # Two workers of one thread each (one per core) share the run cache under
@@ -78,6 +79,13 @@ ml_abl_b() {
     run ml-100k-mm 'GTC[learning_rate=0.001,use_tc=False]' 999,1000,1001,1002,1003
     run ml-100k-mm 'GTC[learning_rate=0.001,tc_mode=pairwise],GTC[learning_rate=0.001,use_gate=False]' 999,1000,1001,1002,1003
 }
+# What the ablations mode left (its session ended during pairwise seed 1002): pairwise InfoNCE
+# seeds 1002-1003 and no gate seeds 1001-1003 (2026-12-02, two one-thread workers).
+ml_rest_a() {
+    run ml-100k-mm 'GTC[learning_rate=0.001,tc_mode=pairwise]' 1002,1003
+    run ml-100k-mm 'GTC[learning_rate=0.001,use_gate=False]' 1003,
+}
+ml_rest_b() { run ml-100k-mm 'GTC[learning_rate=0.001,use_gate=False]' 1001,1002; }
 
 # Tuned comparison on synth-mm (2026-12-02, one one-thread worker): each model's grid
 # (properties/hyper/) searched on validation with 8 random trials at seed 999, then 5 seeds of
@@ -102,9 +110,12 @@ ml-100k-mm-five) ml_five_a > results/ml-five.a.log 2>&1 & ml_five_b > results/ml
 ml-100k-mm-ablations) ml_abl_a > results/ml-abl.a.log 2>&1 & ml_abl_b > results/ml-abl.b.log 2>&1 & wait
             python run_recbole_gtc.py --dataset=ml-100k-mm --model="$ML_REPORT_MODELS,$ML_ABLATIONS" \
                 --seeds=999,1000,1001,1002,1003 --report_only ;;
+ml-100k-mm-rest) ml_rest_a > results/ml-rest.a.log 2>&1 & ml_rest_b > results/ml-rest.b.log 2>&1 & wait
+            python run_recbole_gtc.py --dataset=ml-100k-mm --model="$ML_REPORT_MODELS,$ML_ABLATIONS" \
+                --seeds=999,1000,1001,1002,1003 --report_only ;;
 synth-mm-tuned) synth_tuned ;;
 all)        { synth_a; ml_a; } > results/all.a.log 2>&1 & { synth_b; ml_b; } > results/all.b.log 2>&1 & wait
             run synth-mm "$SYNTH_MODELS" "$SYNTH_SEEDS"
             run ml-100k-mm "$ML_MODELS" "$ML_SEEDS" ;;
-*) echo "usage: bash scripts/study.sh synth-mm|ml-100k-mm|ml-100k-mm-seeds|ml-100k-mm-five|ml-100k-mm-ablations|synth-mm-tuned|all"; exit 2 ;;
+*) echo "usage: bash scripts/study.sh synth-mm|ml-100k-mm|ml-100k-mm-seeds|ml-100k-mm-five|ml-100k-mm-ablations|ml-100k-mm-rest|synth-mm-tuned|all"; exit 2 ;;
 esac
