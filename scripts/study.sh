@@ -81,11 +81,8 @@ ml_abl_b() {
 }
 # What the ablations mode left (its session ended during pairwise seed 1002): pairwise InfoNCE
 # seeds 1002-1003 and no gate seeds 1001-1003 (2026-12-02, two one-thread workers).
-ml_rest_a() {
-    run ml-100k-mm 'GTC[learning_rate=0.001,tc_mode=pairwise]' 1002,1003
-    run ml-100k-mm 'GTC[learning_rate=0.001,use_gate=False]' 1003,
-}
-ml_rest_b() { run ml-100k-mm 'GTC[learning_rate=0.001,use_gate=False]' 1001,1002; }
+ml_rest_a() { run ml-100k-mm 'GTC[learning_rate=0.001,tc_mode=pairwise]' 1002,1003; }
+ml_rest_b() { run ml-100k-mm 'GTC[learning_rate=0.001,use_gate=False]' 1001,1002,1003; }
 
 # Tuned comparison on synth-mm (2026-12-02, one one-thread worker): each model's grid
 # (properties/hyper/) searched on validation with 8 random trials at seed 999, then 5 seeds of
