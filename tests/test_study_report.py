@@ -125,6 +125,19 @@ def test_png_and_figure_bars(report, tmp_path):
     assert [t.get_text() for t in bars.get_xticklabels()] == METRICS
 
 
+def test_long_labels_stand_upright_on_the_time_panel(report, tmp_path):
+    """Slanted long variant labels overlap their neighbours, so they are set upright."""
+    summary = report["summary"]
+    short = plot_png(str(tmp_path / "short.png"), summary, METRICS, "Toy")
+    assert {t.get_rotation() for t in short.axes[1].get_xticklabels()} == {30.0}
+    long_summary = [dict(row, label=f"GTC[learning_rate=0.001,variant={i}]") for i, row in enumerate(summary)]
+    upright = plot_png(str(tmp_path / "long.png"), long_summary, METRICS, "Toy")
+    ticks = upright.axes[1].get_xticklabels()
+    assert {t.get_rotation() for t in ticks} == {90.0}
+    assert [t.get_text() for t in ticks] == [row["label"] for row in long_summary]
+    assert upright.get_figheight() > short.get_figheight()
+
+
 def test_write_report_refuses_unknown_reference(tmp_path):
     with pytest.raises(RecboleGTCError, match="reference 'C'"):
         write_report(make_records(), METRICS, str(tmp_path / "r"), "T", reference="C")

@@ -215,7 +215,11 @@ def plot_png(path, summary, metrics, title):
     labels = [row["label"] for row in summary]
     n_labels = len(labels)
     legend_rows = -(-n_labels // 4)
-    fig = Figure(figsize=(max(8.0, 2.0 + 1.2 * len(metrics) + 0.6 * n_labels), 4.5 + 0.25 * legend_rows))
+    # long variant labels overlap when slanted: set them upright and make room below the bars
+    upright = max(len(label) for label in labels) > 16
+    label_room = 0.06 * max(len(label) for label in labels) if upright else 0.0
+    fig = Figure(figsize=(max(8.0, 2.0 + 1.2 * len(metrics) + 0.6 * n_labels),
+                          4.5 + 0.25 * legend_rows + label_room))
     FigureCanvasAgg(fig)
     ax_metrics, ax_time = fig.subplots(1, 2, gridspec_kw={"width_ratios": [max(2, len(metrics)), 1.5]})
 
@@ -244,7 +248,10 @@ def plot_png(path, summary, metrics, title):
     seconds = [row["train_seconds_per_epoch_mean"] for row in summary]
     ax_time.bar(positions, seconds, 0.6, yerr=errors([row["train_seconds_per_epoch_std"] for row in summary]),
                 capsize=3, color=colors)
-    ax_time.set_xticks(positions, labels, rotation=30, ha="right", fontsize="small")
+    if upright:
+        ax_time.set_xticks(positions, labels, rotation=90, ha="center", fontsize="small")
+    else:
+        ax_time.set_xticks(positions, labels, rotation=30, ha="right", fontsize="small")
     ax_time.set_ylabel("training seconds per epoch")
 
     fig.suptitle(title)
