@@ -216,8 +216,9 @@ def plot_png(path, summary, metrics, title):
     n_labels = len(labels)
     legend_rows = -(-n_labels // 4)
     # long variant labels overlap when slanted: set them upright and make room below the bars
-    upright = max(len(label) for label in labels) > 16
-    label_room = 0.06 * max(len(label) for label in labels) if upright else 0.0
+    longest = max((len(label) for label in labels), default=0)
+    upright = longest > 16
+    label_room = 0.06 * longest if upright else 0.0
     fig = Figure(figsize=(max(8.0, 2.0 + 1.2 * len(metrics) + 0.6 * n_labels),
                           4.5 + 0.25 * legend_rows + label_room))
     FigureCanvasAgg(fig)
