@@ -83,6 +83,11 @@ ml_abl_b() {
 # seeds 1002-1003 and no gate seeds 1001-1003 (2026-12-02, two one-thread workers).
 ml_rest_a() { run ml-100k-mm 'GTC[learning_rate=0.001,tc_mode=pairwise]' 1002,1003; }
 ml_rest_b() { run ml-100k-mm 'GTC[learning_rate=0.001,use_gate=False]' 1001,1002,1003; }
+# The ml-100k-mm table over every model and ablation, from the cache (trains nothing).
+ml_ablations_report() {
+    python run_recbole_gtc.py --dataset=ml-100k-mm --model="$ML_REPORT_MODELS,$ML_ABLATIONS" \
+        --seeds=999,1000,1001,1002,1003 --report_only
+}
 
 # Tuned comparison on synth-mm (2026-12-02, one one-thread worker): each model's grid
 # (properties/hyper/) searched on validation with 8 random trials at seed 999, then 5 seeds of
@@ -105,11 +110,9 @@ ml-100k-mm-five) ml_five_a > results/ml-five.a.log 2>&1 & ml_five_b > results/ml
             python run_recbole_gtc.py --dataset=ml-100k-mm --model="$ML_REPORT_MODELS" \
                 --seeds=999,1000,1001,1002,1003 --report_only ;;
 ml-100k-mm-ablations) ml_abl_a > results/ml-abl.a.log 2>&1 & ml_abl_b > results/ml-abl.b.log 2>&1 & wait
-            python run_recbole_gtc.py --dataset=ml-100k-mm --model="$ML_REPORT_MODELS,$ML_ABLATIONS" \
-                --seeds=999,1000,1001,1002,1003 --report_only ;;
+            ml_ablations_report ;;
 ml-100k-mm-rest) ml_rest_a > results/ml-rest.a.log 2>&1 & ml_rest_b > results/ml-rest.b.log 2>&1 & wait
-            python run_recbole_gtc.py --dataset=ml-100k-mm --model="$ML_REPORT_MODELS,$ML_ABLATIONS" \
-                --seeds=999,1000,1001,1002,1003 --report_only ;;
+            ml_ablations_report ;;
 synth-mm-tuned) synth_tuned ;;
 all)        { synth_a; ml_a; } > results/all.a.log 2>&1 & { synth_b; ml_b; } > results/all.b.log 2>&1 & wait
             run synth-mm "$SYNTH_MODELS" "$SYNTH_SEEDS"

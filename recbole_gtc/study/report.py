@@ -249,10 +249,8 @@ def plot_png(path, summary, metrics, title):
     seconds = [row["train_seconds_per_epoch_mean"] for row in summary]
     ax_time.bar(positions, seconds, 0.6, yerr=errors([row["train_seconds_per_epoch_std"] for row in summary]),
                 capsize=3, color=colors)
-    if upright:
-        ax_time.set_xticks(positions, labels, rotation=90, ha="center", fontsize="small")
-    else:
-        ax_time.set_xticks(positions, labels, rotation=30, ha="right", fontsize="small")
+    rotation, align = (90, "center") if upright else (30, "right")
+    ax_time.set_xticks(positions, labels, rotation=rotation, ha=align, fontsize="small")
     ax_time.set_ylabel("training seconds per epoch")
 
     fig.suptitle(title)
