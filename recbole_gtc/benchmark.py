@@ -44,6 +44,7 @@ VARIANTS = {
     "GTC": ("GTC", {}),
     "GTC bf16": ("GTC", {"mixed_precision": "bf16"}),
     "GTC sampled": ("GTC", {"tc_scope": "sampled"}),
+    "GTC sampled bf16": ("GTC", {"tc_scope": "sampled", "mixed_precision": "bf16"}),
     "GTC use_tc=False": ("GTC", {"use_tc": False}),
     "GTC use_diffusion=False": ("GTC", {"use_diffusion": False}),
     "LightGCN": ("LightGCN", {}),

@@ -4,10 +4,14 @@ import math
 
 import pytest
 import torch
+from recbole.utils import init_seed
 
+from recbole_gtc.data import create_dataset, data_preparation
 from recbole_gtc.errors import RecboleGTCError
+from recbole_gtc.model.gtc import GTC
 from recbole_gtc.quick_start import run_recbole_gtc
 from recbole_gtc.trainer import _amp_dtype, _autocast_dtype
+from toydata import config_for
 
 BUDGET = {"epochs": 2, "learning_rate": 0.005, "stopping_step": 100, "use_gpu": False, "state": "WARNING"}
 
@@ -59,3 +63,37 @@ def test_autocast_dtype_is_restored():
 def test_bad_value_is_refused_before_training(tmp_path):
     with pytest.raises(RecboleGTCError, match="mixed_precision"):
         _run(tmp_path, "GTC", mixed_precision="fp8")
+
+
+def _step_gradients(model, batch, bf16):
+    """Every parameter's gradient of one training loss, flattened; same timesteps and noise."""
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(0)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = model.calculate_loss(batch)
+    loss.backward()  # outside autocast, as RecBole's trainer does
+    return {n: p.grad.detach().reshape(-1).clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_bf16_gradients_stay_close_to_float32(tiny):
+    """The diffusion filter runs in float32 under autocast: its one-step x0 estimate cancels two
+    terms several times the content's scale, so bf16 denoisers put the gradients percents off."""
+    config = config_for(tiny, "tiny", model="GTC", train_batch_size=256)
+    init_seed(config["seed"], True)
+    train, _, _ = data_preparation(config, create_dataset(config))
+    init_seed(config["seed"], True)
+    model = GTC(config, train.dataset)
+    model.train()
+    batch = next(iter(train))
+    full, half = _step_gradients(model, batch, False), _step_gradients(model, batch, True)
+    assert full.keys() == half.keys()
+
+    def relative_error(names):
+        ref = torch.cat([full[n] for n in names])
+        return ((torch.cat([half[n] for n in names]) - ref).norm() / ref.norm()).item()
+
+    # Measured on the planted tiny preset at init: 0.36% (ID embedding 0.28%) with the filter in
+    # float32; 2.0% (3.2%) with bf16 denoisers.
+    assert relative_error(list(full)) < 0.01
+    # The denoisers' condition: the gradient most exposed to the x0 estimate's cancellation.
+    assert relative_error(["item_id_embedding.weight"]) < 0.01
