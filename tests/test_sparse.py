@@ -1,13 +1,15 @@
 """Sparse products with a prebuilt transpose (recbole_gtc/model/sparse.py): the numbers of
 torch's COO product and of the weighted ``embedding_bag`` they replace (to float rounding: the
-kernels may group a row's sum differently), and a cache that never serves a stale table."""
+kernels may group a row's sum differently), a CPU kernel with torch's own CSR product's numbers,
+and a cache that never serves a stale table."""
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from recbole_gtc.model.bipartite import normalized_bipartite_adjacency, propagate
-from recbole_gtc.model.sparse import NeighbourProduct, neighbour_matrices, sparse_mm, to_csr, transpose_csr
+from recbole_gtc.model.sparse import (NeighbourProduct, csr_product, neighbour_matrices, sparse_mm, to_csr,
+                                      transpose_csr)
 
 
 def _graph(seed=0, n_users=60, n_items=40, nnz=500):
@@ -103,3 +105,20 @@ def test_neighbour_product_rebuilds_after_a_redraw_or_an_in_place_load():
     assert torch.equal(product(h, index, weight), expected)
     weight.mul_(2.0)
     torch.testing.assert_close(product(h, index, weight), 2.0 * expected)
+
+
+def test_csr_product_adds_what_torchs_csr_product_adds():
+    g = torch.Generator().manual_seed(4)
+    dense = torch.rand(90, 70, generator=g) * (torch.rand(90, 70, generator=g) < 0.1)
+    dense[5] = 0  # an empty row
+    index, weight = _table(2, n_users=70, k=6)  # repeated columns within a row, as padding makes them
+    for matrix in (to_csr(dense.to_sparse()), transpose_csr(dense.to_sparse()), *neighbour_matrices(index, weight)):
+        for width in (32, 48, 65, 192):  # GTC's widths are V * d >= 48: bit-identical there
+            x = torch.randn(matrix.shape[1], width, generator=g)
+            assert torch.equal(csr_product(matrix, x), matrix @ x), (matrix.shape, width)
+        for width in (1, 8, 24):  # narrow: torch's product takes another kernel, rounding may differ
+            x = torch.randn(matrix.shape[1], width, generator=g)
+            torch.testing.assert_close(csr_product(matrix, x), matrix @ x, rtol=0, atol=4e-6)
+        x = torch.randn(matrix.shape[1], 96, generator=g)[:, ::2]  # not contiguous
+        torch.testing.assert_close(csr_product(matrix, x), matrix.to_dense() @ x)
+    assert torch.equal(csr_product(to_csr(dense.to_sparse()), torch.randn(70, 40, generator=g))[5], torch.zeros(40))
