@@ -38,6 +38,8 @@ import warnings
 import numpy as np
 import torch
 
+from recbole_gtc.allocator import describe as describe_malloc
+
 #: name -> (model, config overrides). GTC's rows attribute its cost (no TC, no diffusion)
 #: and show its cheaper settings (bf16, sampled TC).
 VARIANTS = {
@@ -108,7 +110,7 @@ def machine():
     wanted = [f for f in flags if f.startswith(("avx512f", "avx512_bf16", "amx"))]
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"cpu": model, "cores": os.cpu_count(), "flags": wanted, "gpu": gpu,
-            "torch": torch.__version__, "threads": torch.get_num_threads()}
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "malloc": describe_malloc()}
 
 
 # ---------------------------------------------------------------------------- speed
@@ -454,7 +456,7 @@ def main(argv=None):
               "command": "python -m recbole_gtc.benchmark " + " ".join(argv if argv is not None else sys.argv[1:])}
     md = [f"Benchmark {report['date']}; {report['machine']['cpu']}, {report['machine']['cores']} cores, "
           f"{report['machine']['threads']} torch threads, GPU: {report['machine']['gpu'] or 'none'}; "
-          f"command: `{report['command']}`"]
+          f"{report['machine']['malloc']}; command: `{report['command']}`"]
     if args.tc_items:
         report["tc"] = tc_cost(args.tc_items, max(args.rounds, 3))
         md += ["", "TC loss forward+backward against one float32 matmul in the same process:", "",

@@ -7,6 +7,7 @@ import torch
 
 from recbole.utils import init_seed, set_color
 
+from recbole_gtc.allocator import describe as describe_malloc
 from recbole_gtc.config import MMConfig
 from recbole_gtc.data import create_dataset, data_preparation
 from recbole_gtc.data.utils import check_dataset_files
@@ -95,6 +96,7 @@ def _train_and_test(config, run, saved, test=True, after_fit=None):
     logger.info(f"run {run.run_id}: {run.dir}")
     if config["device"].type == "cpu":
         logger.info(describe_kernels())
+        logger.info(describe_malloc())
 
     dataset_obj = create_dataset(config)
     logger.info(dataset_obj)
