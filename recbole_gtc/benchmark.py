@@ -210,6 +210,48 @@ def speed(dataset, names, rounds, extra=None, log=print, max_steps=None, evaluat
     return rows
 
 
+def code_ab(name, modes, rounds=5, steps=4, dataset="baby-synth", log=print):
+    """One variant's training steps under two or more versions of some code, in one process.
+
+    For A/B measurements of a change that must keep results: ``modes`` maps a label to a
+    function that switches the code to that version (e.g. by replacing a module attribute).
+    The variant and LightGCN are built once; each round runs ``steps`` batches of the variant
+    under every mode in turn, then LightGCN's, in process CPU seconds (run with one thread).
+
+    Returns:
+        dict: label -> median seconds per step over the rounds, ``LightGCN`` included.
+    """
+    with tempfile.TemporaryDirectory(prefix="gtc-ab-") as workdir:
+        built = {label: build_variant(label, dataset, {}, workdir) for label in (name, REFERENCE)}
+        batches = {label: list(itertools.islice(iter(v["train"]), steps)) for label, v in built.items()}
+
+        def run(label, n=steps):
+            trainer = built[label]["trainer"]
+            trainer.model.train()
+            amp = getattr(trainer, "amp_dtype", None)  # mixed_precision, as the trainer's epoch applies it
+            start = time.process_time()
+            for batch in batches[label][:n]:
+                trainer.optimizer.zero_grad()
+                with torch.autocast(trainer.device.type, dtype=amp, enabled=amp is not None):
+                    loss = trainer.model.calculate_loss(batch)
+                loss.backward()
+                trainer.optimizer.step()
+            return (time.process_time() - start) / n
+
+        for switch in modes.values():  # warm-up: first-call allocations, kernel selection
+            switch()
+            run(name, 1)
+        run(REFERENCE, 1)
+        times = {label: [] for label in [*modes, REFERENCE]}
+        for r in range(rounds):
+            for label, switch in modes.items():
+                switch()
+                times[label].append(run(name))
+            times[REFERENCE].append(run(REFERENCE))
+            log(f"round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.3f}s" for k, v in times.items()))
+    return {label: _median(v) for label, v in times.items()}
+
+
 def speed_markdown(rows):
     lines = [f"| variant | train s/epoch (median) | x {REFERENCE} | full eval s (median) | x {REFERENCE} |",
              "|---|---|---|---|---|"]

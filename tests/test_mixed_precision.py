@@ -76,8 +76,9 @@ def _step_gradients(model, batch, bf16):
 
 
 def test_bf16_gradients_stay_close_to_float32(tiny):
-    """The diffusion filter runs in float32 under autocast: its one-step x0 estimate cancels two
-    terms several times the content's scale, so bf16 denoisers put the gradients percents off."""
+    """The feature projections and the diffusion filter run in float32 under autocast: the filter's
+    one-step x0 estimate cancels two terms several times the content's scale, so bf16 rounding
+    before or inside it (bf16 projections or denoisers) reaches the gradients amplified."""
     config = config_for(tiny, "tiny", model="GTC", train_batch_size=256)
     init_seed(config["seed"], True)
     train, _, _ = data_preparation(config, create_dataset(config))
@@ -92,8 +93,8 @@ def test_bf16_gradients_stay_close_to_float32(tiny):
         ref = torch.cat([full[n] for n in names])
         return ((torch.cat([half[n] for n in names]) - ref).norm() / ref.norm()).item()
 
-    # Measured on the planted tiny preset at init: 0.36% (ID embedding 0.28%) with the filter in
-    # float32; 2.0% (3.2%) with bf16 denoisers.
-    assert relative_error(list(full)) < 0.01
+    # Measured on the planted tiny preset at init: 0.024% (ID embedding 0.034%) with projections
+    # and filter in float32; 0.36% (0.28%) with bf16 projections; 2.0% (3.2%) with everything bf16.
+    assert relative_error(list(full)) < 0.001
     # The denoisers' condition: the gradient most exposed to the x0 estimate's cancellation.
-    assert relative_error(["item_id_embedding.weight"]) < 0.01
+    assert relative_error(["item_id_embedding.weight"]) < 0.001
