@@ -4,10 +4,6 @@ from recbole_gtc import kernels as _kernels
 
 _kernels.pin_before_torch()  # before anything imports torch (see recbole_gtc.kernels)
 
-from recbole_gtc import allocator as _allocator  # noqa: E402
-
-_allocator.tune()  # before torch's first allocations (see recbole_gtc.allocator)
-
 from recbole_gtc import compat as _compat  # noqa: E402  (imports torch)
 
 _compat.apply()

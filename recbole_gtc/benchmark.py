@@ -38,7 +38,7 @@ import warnings
 import numpy as np
 import torch
 
-from recbole_gtc.allocator import describe as describe_malloc
+from recbole_gtc import allocator
 
 #: name -> (model, config overrides). GTC's rows attribute its cost (no TC, no diffusion)
 #: and show its cheaper settings (bf16, sampled TC).
@@ -110,7 +110,7 @@ def machine():
     wanted = [f for f in flags if f.startswith(("avx512f", "avx512_bf16", "amx"))]
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"cpu": model, "cores": os.cpu_count(), "flags": wanted, "gpu": gpu,
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "malloc": describe_malloc()}
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "malloc": allocator.describe()}
 
 
 # ---------------------------------------------------------------------------- speed
@@ -122,13 +122,14 @@ def _quiet_trainer(trainer_class, config, model, folder):
 
 
 def build_variant(name, dataset, extra, workdir):
-    """Dataset, model and trainer of one variant, seeded as a real run is."""
+    """Dataset, model and trainer of one variant, seeded as a real run is (malloc settings too)."""
     from recbole.utils import init_seed
 
     from recbole_gtc.data import create_dataset, data_preparation
     from recbole_gtc.quick_start import load_config
     from recbole_gtc.utils import get_model, get_trainer
 
+    allocator.tune()
     model_name, overrides = VARIANTS[name]
     folder = os.path.join(workdir, name.replace(" ", "_").replace("=", "-"))
     config_dict = {"checkpoint_dir": folder, "state": "ERROR", "show_progress": False}
@@ -216,7 +217,10 @@ def code_ab(name, modes, rounds=5, steps=4, dataset="baby-synth", log=print):
     For A/B measurements of a change that must keep results: ``modes`` maps a label to a
     function that switches the code to that version (e.g. by replacing a module attribute).
     The variant and LightGCN are built once; each round runs ``steps`` batches of the variant
-    under every mode in turn, then LightGCN's, in process CPU seconds (run with one thread).
+    under every mode in turn, then LightGCN's, in process CPU seconds, so the caller sets one
+    torch thread. A step is ``calculate_loss`` under the trainer's ``mixed_precision``
+    autocast, ``backward`` and the optimizer's step: no per-epoch hook, no GradScaler (CPU
+    mixed precision is bf16, which needs none).
 
     Returns:
         dict: label -> median seconds per step over the rounds, ``LightGCN`` included.
@@ -483,6 +487,7 @@ def _parser():
 
 def main(argv=None):
     args = _parser().parse_args(argv)
+    allocator.tune()  # as a run does (quick_start), in this process and in each memory worker
     torch.set_num_threads(args.threads)
     global CLOCK
     CLOCK = time.process_time if args.clock == "process" else time.perf_counter

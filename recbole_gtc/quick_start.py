@@ -7,7 +7,7 @@ import torch
 
 from recbole.utils import init_seed, set_color
 
-from recbole_gtc.allocator import describe as describe_malloc
+from recbole_gtc import allocator
 from recbole_gtc.config import MMConfig
 from recbole_gtc.data import create_dataset, data_preparation
 from recbole_gtc.data.utils import check_dataset_files
@@ -70,6 +70,7 @@ def run_recbole_gtc(model, dataset, config_file_list=None, config_dict=None, sav
     """
     if config is None:
         config = load_config(model, dataset, config_file_list, config_dict, cmd_args)
+    allocator.tune()  # a bad RECBOLE_GTC_MALLOC fails here, before the run's folder exists
     run = Run.start(config, resume=resume, saved=saved)
     try:
         result = _train_and_test(config, run, saved, test)
@@ -96,7 +97,8 @@ def _train_and_test(config, run, saved, test=True, after_fit=None):
     logger.info(f"run {run.run_id}: {run.dir}")
     if config["device"].type == "cpu":
         logger.info(describe_kernels())
-        logger.info(describe_malloc())
+    allocator.tune()  # before the data's and the model's allocations (also each rank of --nproc)
+    logger.info(allocator.describe())
 
     dataset_obj = create_dataset(config)
     logger.info(dataset_obj)

@@ -20,9 +20,10 @@ import sys
 CHILD = r"""
 import json, resource, sys, tempfile, time, warnings
 warnings.filterwarnings("ignore")
+import recbole_gtc  # before torch, so the default AVX2 kernel pin applies (recbole_gtc.kernels)
 import torch
 from recbole_gtc.allocator import describe
-from recbole_gtc.benchmark import build_variant
+from recbole_gtc.benchmark import build_variant  # which applies RECBOLE_GTC_MALLOC, as a run does
 torch.set_num_threads(1)
 names, steps = sys.argv[1].split(","), int(sys.argv[2])
 built = {n: build_variant(n, "baby-synth", {}, tempfile.mkdtemp()) for n in names}
@@ -42,6 +43,7 @@ for i in range(1, steps + 1):
         out[n]["s"] += (time.process_time() - t0) / steps
         out[n]["faults"] += (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) // steps
 out["_malloc"] = describe()
+out["_kernels"] = torch.backends.cpu.get_cpu_capability()
 out["_maxrss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(out))
 """
@@ -65,7 +67,8 @@ def main():
             row = results[setting][-1]
             print(r, setting, {n: (round(v["s"], 3), v["faults"]) for n, v in row.items() if not n.startswith("_")},
                   f"peak {row['_maxrss_mib']:.0f} MiB", flush=True)
-    print(f"malloc settings: default = {results['default'][0]['_malloc']}; tuned = {results['tuned'][0]['_malloc']}")
+    print(f"kernels: {results['tuned'][0]['_kernels']}; malloc settings: default = {results['default'][0]['_malloc']}; "
+          f"tuned = {results['tuned'][0]['_malloc']}")
     print("| variant | default s/step | faults/step | tuned s/step | faults/step | tuned / default |")
     print("|---|---|---|---|---|---|")
     for n in names.split(","):

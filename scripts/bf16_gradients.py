@@ -4,8 +4,8 @@ float32's (same batch, timesteps and noise), with parts of the model held in flo
 Trains GTC in float32 for E epochs (learning rate 1e-3, native CPU kernels, one thread), then
 prints, averaged over 3 training batches, the relative L2 error of the gradients per parameter
 group and the loss difference. "fp32, other seed" (other timesteps and noise) gives the scale of
-a step's own randomness. Since 39c03d5 the diffusion filter, and since the commit that added this
-sentence the feature projections, run in float32 under autocast, so their islands change nothing;
+a step's own randomness. Since 39c03d5 the diffusion filter, and since a77b241 the feature
+projections, run in float32 under autocast, so their islands change nothing;
 check out the commits before them for the previous behaviour.
 
     python scripts/bf16_gradients.py 8 ml-100k-mm

@@ -4,6 +4,7 @@ kernels may group a row's sum differently), a CPU kernel with torch's own CSR pr
 and a cache that never serves a stale table."""
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -107,18 +108,41 @@ def test_neighbour_product_rebuilds_after_a_redraw_or_an_in_place_load():
     torch.testing.assert_close(product(h, index, weight), 2.0 * expected)
 
 
-def test_csr_product_adds_what_torchs_csr_product_adds():
+def test_csr_product_adds_what_torchs_csr_product_adds(monkeypatch):
+    import recbole_gtc.model.sparse as sparse
+
+    calls = []
+    bag = sparse.F.embedding_bag
+    monkeypatch.setattr(sparse.F, "embedding_bag", lambda *a, **k: calls.append(1) or bag(*a, **k))
+    # Bit-identical where torch's CSR product is MKL's (same row order, same per-term arithmetic).
+    exact = torch.backends.mkl.is_available()
     g = torch.Generator().manual_seed(4)
     dense = torch.rand(90, 70, generator=g) * (torch.rand(90, 70, generator=g) < 0.1)
     dense[5] = 0  # an empty row
     index, weight = _table(2, n_users=70, k=6)  # repeated columns within a row, as padding makes them
     for matrix in (to_csr(dense.to_sparse()), transpose_csr(dense.to_sparse()), *neighbour_matrices(index, weight)):
-        for width in (32, 48, 65, 192):  # GTC's widths are V * d >= 48: bit-identical there
+        for width in (32, 48, 65, 192):  # GTC's widths are V * d >= 48
             x = torch.randn(matrix.shape[1], width, generator=g)
-            assert torch.equal(csr_product(matrix, x), matrix @ x), (matrix.shape, width)
+            got, want = csr_product(matrix, x), matrix @ x
+            assert torch.equal(got, want) if exact else torch.allclose(got, want, rtol=0, atol=4e-6), (matrix.shape, width)
         for width in (1, 8, 24):  # narrow: torch's product takes another kernel, rounding may differ
             x = torch.randn(matrix.shape[1], width, generator=g)
             torch.testing.assert_close(csr_product(matrix, x), matrix @ x, rtol=0, atol=4e-6)
         x = torch.randn(matrix.shape[1], 96, generator=g)[:, ::2]  # not contiguous
         torch.testing.assert_close(csr_product(matrix, x), matrix.to_dense() @ x)
+    assert len(calls) == 4 * 8  # every product above went through the embedding_bag kernel
     assert torch.equal(csr_product(to_csr(dense.to_sparse()), torch.randn(70, 40, generator=g))[5], torch.zeros(40))
+    assert torch.equal(csr_product(to_csr(torch.zeros(6, 4).to_sparse()), torch.randn(4, 40)), torch.zeros(6, 40))
+
+
+def test_csr_product_leaves_other_inputs_to_torch(monkeypatch):
+    import recbole_gtc.model.sparse as sparse
+
+    monkeypatch.setattr(sparse.F, "embedding_bag", lambda *a, **k: pytest.fail("embedding_bag used"))
+    g = torch.Generator().manual_seed(5)
+    dense = torch.rand(9, 7, generator=g) * (torch.rand(9, 7, generator=g) < 0.5)
+    x = torch.randn(7, 40, generator=g)
+    torch.testing.assert_close(csr_product(dense.to_sparse(), x), dense @ x)  # COO layout
+    torch.testing.assert_close(csr_product(to_csr(dense.to_sparse()), x[:, 0]), dense @ x[:, 0])  # 1-D
+    with pytest.raises(RuntimeError):  # mixed dtypes: torch's own error, never a silent cast
+        csr_product(to_csr(dense.to_sparse()), x.double())

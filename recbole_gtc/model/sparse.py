@@ -9,7 +9,9 @@ forward and backward are one CSR product each: a baby-size GTC step takes 0.91x 
 all``) and 0.84x (``sampled``) the CPU time of the COO / ``embedding_bag`` version (README,
 "Performance"). The numbers are those products' to float rounding (tests/test_sparse.py): a
 kernel may group a row's sum differently, e.g. for widths that are not a multiple of its
-vector length; at GTC's default widths training gave bit-identical weights.
+vector length; at GTC's default widths training gave bit-identical weights. On CPU each CSR
+product is then computed by :func:`csr_product` (an ``embedding_bag`` kernel, same numbers,
+0.93-0.97x a step's time again).
 """
 
 import warnings
@@ -49,12 +51,13 @@ def csr_product(matrix, x):
     the same order as torch's CSR product (bit-identical at widths of 32 and more in
     tests/test_sparse.py) without its zero-filled output, second fill and operand copies: a
     baby-size GTC step takes 0.95-0.97x (``tc_scope: all``) and 0.93-0.96x (``sampled``) its
-    time with torch's product (README, "Performance"). Elsewhere (CUDA), or for other dtypes
-    or shapes, torch's product.
+    time with torch's product (README, "Performance"). Torch's own product for anything
+    else: another device (CUDA), another layout, a 1-D ``x``, or ``x`` of another dtype than
+    the matrix's values.
     """
-    values = matrix.values()
-    if x.device.type != "cpu" or x.dim() != 2 or x.dtype != values.dtype:
+    if matrix.layout != torch.sparse_csr or x.device.type != "cpu" or x.dim() != 2 or x.dtype != matrix.dtype:
         return matrix @ x
+    values = matrix.values()
     return F.embedding_bag(matrix.col_indices(), x.contiguous(), matrix.crow_indices(), mode="sum",
                            per_sample_weights=values, include_last_offset=True)
 
