@@ -7,8 +7,8 @@ allocates and frees the same large temporaries at every step (GTC on the baby pr
 ``(U+I) x 3d`` propagation products of 20 MiB, the TC loss's blocks, the denoisers'
 activations), so each step touches them as new pages: the kernel faults and zeroes every
 4 KiB page again. Measured there, one thread: 60k-120k minor page faults per GTC step with
-the defaults, about 12k with the settings below after one warm-up step (none after three),
-and an unchanged peak resident size (README, "Performance").
+the defaults, 11k-16k with the settings below after one warm-up step (under one per step after
+three), and an unchanged peak resident size (README, "Performance").
 
 So a run (:func:`recbole_gtc.quick_start.run_recbole_gtc`, the runner, the benchmark) calls
 :func:`tune` before it loads data: it sets both ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD``
