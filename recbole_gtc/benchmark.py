@@ -211,16 +211,27 @@ def speed(dataset, names, rounds, extra=None, log=print, max_steps=None, evaluat
     return rows
 
 
+def train_step(trainer, batch):
+    """One optimizer step of ``trainer``'s model on ``batch``, under the trainer's
+    ``mixed_precision`` autocast as its epoch applies it; no per-epoch hook, no GradScaler
+    (CPU mixed precision is bf16, which needs none). Returns the loss (a detached scalar)."""
+    amp = getattr(trainer, "amp_dtype", None)
+    trainer.optimizer.zero_grad()
+    with torch.autocast(trainer.device.type, dtype=amp, enabled=amp is not None):
+        loss = trainer.model.calculate_loss(batch)
+    loss.backward()
+    trainer.optimizer.step()
+    return loss.detach()
+
+
 def code_ab(name, modes, rounds=5, steps=4, dataset="baby-synth", log=print):
     """One variant's training steps under two or more versions of some code, in one process.
 
     For A/B measurements of a change that must keep results: ``modes`` maps a label to a
     function that switches the code to that version (e.g. by replacing a module attribute).
     The variant and LightGCN are built once; each round runs ``steps`` batches of the variant
-    under every mode in turn, then LightGCN's, in process CPU seconds, so the caller sets one
-    torch thread. A step is ``calculate_loss`` under the trainer's ``mixed_precision``
-    autocast, ``backward`` and the optimizer's step: no per-epoch hook, no GradScaler (CPU
-    mixed precision is bf16, which needs none).
+    under every mode in turn (:func:`train_step`), then LightGCN's, in process CPU seconds, so
+    the caller sets one torch thread.
 
     Returns:
         dict: label -> median seconds per step over the rounds, ``LightGCN`` included.
@@ -232,14 +243,9 @@ def code_ab(name, modes, rounds=5, steps=4, dataset="baby-synth", log=print):
         def run(label, n=steps):
             trainer = built[label]["trainer"]
             trainer.model.train()
-            amp = getattr(trainer, "amp_dtype", None)  # mixed_precision, as the trainer's epoch applies it
             start = time.process_time()
             for batch in batches[label][:n]:
-                trainer.optimizer.zero_grad()
-                with torch.autocast(trainer.device.type, dtype=amp, enabled=amp is not None):
-                    loss = trainer.model.calculate_loss(batch)
-                loss.backward()
-                trainer.optimizer.step()
+                train_step(trainer, batch)
             return (time.process_time() - start) / n
 
         for switch in modes.values():  # warm-up: first-call allocations, kernel selection

@@ -23,7 +23,7 @@ warnings.filterwarnings("ignore")
 import recbole_gtc  # before torch, so the default AVX2 kernel pin applies (recbole_gtc.kernels)
 import torch
 from recbole_gtc.allocator import describe
-from recbole_gtc.benchmark import build_variant  # which applies RECBOLE_GTC_MALLOC, as a run does
+from recbole_gtc.benchmark import build_variant, train_step  # build_variant applies RECBOLE_GTC_MALLOC, as a run does
 torch.set_num_threads(1)
 names, steps = sys.argv[1].split(","), int(sys.argv[2])
 built = {n: build_variant(n, "baby-synth", {}, tempfile.mkdtemp()) for n in names}
@@ -31,8 +31,7 @@ batches = {}
 for n, v in built.items():
     it = iter(v["train"]); batches[n] = [next(it) for _ in range(steps + 1)]
 def step(n, b):
-    tr = built[n]["trainer"]; tr.model.train()
-    tr.optimizer.zero_grad(); tr.model.calculate_loss(b).backward(); tr.optimizer.step()
+    built[n]["trainer"].model.train(); train_step(built[n]["trainer"], b)
 for n in names:
     step(n, batches[n][0])
 out = {n: {"s": 0.0, "faults": 0} for n in names}

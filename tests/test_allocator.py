@@ -98,7 +98,7 @@ import hashlib, json, resource, sys, warnings
 warnings.filterwarnings("ignore")
 import recbole_gtc, torch
 from recbole_gtc import allocator
-from recbole_gtc.benchmark import build_variant, write_generated
+from recbole_gtc.benchmark import build_variant, train_step, write_generated
 torch.set_num_threads(1)
 write_generated(sys.argv[1], "gen", n_users=600, n_items=3000, n_inter=6000)
 v = build_variant("GTC", "gen", {"data_path": sys.argv[1]}, sys.argv[2])
@@ -106,8 +106,7 @@ tr, losses = v["trainer"], []
 tr.model.train()
 f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for batch in v["train"]:
-    tr.optimizer.zero_grad(); loss = tr.model.calculate_loss(batch); loss.backward(); tr.optimizer.step()
-    losses.append(loss.item())
+    losses.append(train_step(tr, batch).item())
 faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
 digest = hashlib.sha1(b"".join(p.detach().numpy().tobytes() for p in tr.model.parameters())).hexdigest()
 print(json.dumps({"losses": losses, "weights": digest, "malloc": allocator.describe(), "faults": faults}))
