@@ -1,8 +1,52 @@
-"""Fixtures shared by the test modules."""
+"""Fixtures shared by the test modules, and a guard: the suite writes nothing into the repository.
+
+Every output of a test belongs under pytest's ``tmp_path``. The guard lists the checkout
+(without ``.git``, virtual environments and Python's own ``__pycache__``) before the first test
+and after the last one, and fails the session, naming the paths, if any file or folder was
+added or removed. Changes to existing files are not checked, so that editing the code while the
+suite runs does not trip it.
+"""
+
+import os
 
 import pytest
 
 from recbole_gtc.prepare.synthetic import build_synthetic
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _tree(root=REPO):
+    """The relative paths of every file and folder under ``root`` (folders count, so that a new
+    empty one shows), leaving out ``.git``, ``__pycache__`` and virtual environments."""
+    seen = set()
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = [d for d in subfolders if d not in (".git", "__pycache__")
+                         and not os.path.isfile(os.path.join(folder, d, "pyvenv.cfg"))]
+        seen.update(os.path.relpath(os.path.join(folder, name), root) for name in files + subfolders)
+    return seen
+
+
+def written(before, after):
+    """The paths added or removed between two :func:`_tree` listings, sorted."""
+    return sorted(before ^ after)
+
+
+def pytest_sessionstart(session):
+    session.config._repo_tree = _tree()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = getattr(session.config, "_repo_tree", None)
+    if before is None:
+        return
+    changed = written(before, _tree())
+    if changed:
+        shown = ", ".join(changed[:10]) + (f" and {len(changed) - 10} more" if len(changed) > 10 else "")
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"error: the test suite wrote into the repository {REPO}: {shown}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="module")

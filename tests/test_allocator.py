@@ -101,7 +101,7 @@ from recbole_gtc import allocator
 from recbole_gtc.benchmark import build_variant, train_step, write_generated
 torch.set_num_threads(1)
 write_generated(sys.argv[1], "gen", n_users=600, n_items=3000, n_inter=6000)
-v = build_variant("GTC", "gen", {"data_path": sys.argv[1]}, sys.argv[2])
+v = build_variant("GTC", "gen", {"data_path": sys.argv[1], "graph_cache_dir": None}, sys.argv[2])
 tr, losses = v["trainer"], []
 tr.model.train()
 f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

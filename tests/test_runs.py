@@ -115,6 +115,14 @@ def test_resume_with_nothing_to_resume_is_one_line(tmp_path, tiny):
     assert "Traceback" not in out.stderr
 
 
+def _trainer(trainer_class, config, model, tmp_path):
+    # RecBole's Trainer opens ./log_tensorboard/; a test writes under its own tmp_path only.
+    from recbole_gtc.trainer import _tensorboard_under
+
+    with _tensorboard_under(str(tmp_path / "tensorboard")):
+        return trainer_class(config, model)
+
+
 def test_best_checkpoint_reproduces_the_best_validation_score(tmp_path, tiny):
     """Everything predictions depend on (GTC's per-epoch user-graph padding included) is in best.pth."""
     from recbole_gtc.data import create_dataset, data_preparation
@@ -131,7 +139,7 @@ def test_best_checkpoint_reproduces_the_best_validation_score(tmp_path, tiny):
     train_data, valid_data, _ = data_preparation(config, create_dataset(config))
     model = GTC(config, train_data.dataset)
     model.on_epoch_start(123)  # a padding draw no training epoch used
-    trainer = MMTrainer(config, model)
+    trainer = _trainer(MMTrainer, config, model, tmp_path)
     again = trainer.evaluate(valid_data, load_best_model=True, model_file=best)
     assert dict(again) == result["best_valid_result"]
 
@@ -173,7 +181,7 @@ def test_train_denoiser_switch(tmp_path, tiny, train_denoiser):
     train_data, _, _ = data_preparation(config, create_dataset(config))
     model = GTC(config, train_data.dataset)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    MMTrainer(config, model)._train_epoch(train_data, 0)
+    _trainer(MMTrainer, config, model, tmp_path)._train_epoch(train_data, 0)
     after = model.state_dict()
     denoiser_keys = [k for k in before if k.startswith("denoisers.")]
     changed = [k for k in denoiser_keys if not torch.equal(before[k], after[k])]

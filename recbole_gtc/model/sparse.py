@@ -48,12 +48,12 @@ def csr_product(matrix, x):
 
     On CPU this is a weighted ``embedding_bag`` over the CSR arrays: row ``r``'s bag is its
     column ids, weighted by its values, summed in stored order. That adds the same terms in
-    the same order as torch's CSR product (bit-identical at widths of 32 and more in
-    tests/test_sparse.py) without its zero-filled output, second fill and operand copies: a
-    baby-size GTC step takes 0.95-0.97x (``tc_scope: all``) and 0.93-0.96x (``sampled``) its
-    time with torch's product (README, "Performance"). Torch's own product for anything
-    else: another device (CUDA), another layout, a 1-D ``x``, or ``x`` of another dtype than
-    the matrix's values.
+    the same order as torch's CSR product (MKL's on x86-64), without its zero-filled output,
+    second fill and operand copies, so a GTC step is a few percent faster (README,
+    "Performance"). The sums agree within float rounding; bit for bit only where MKL's kernel
+    rounds as ``embedding_bag`` does, which depends on the CPU (tests/test_sparse.py).
+    Torch's own product for anything else: another device (CUDA), another layout, a 1-D
+    ``x``, or ``x`` of another dtype than the matrix's values.
     """
     if matrix.layout != torch.sparse_csr or x.device.type != "cpu" or x.dim() != 2 or x.dtype != matrix.dtype:
         return matrix @ x
