@@ -98,7 +98,8 @@ def build_parser():
                        help="first search each model's grid (properties/hyper/<MODEL>.hyper) on validation "
                             "and compare the best configurations")
     study.add_argument("--tune_algo", default="exhaustive", choices=("exhaustive", "random", "bayes"),
-                       help="search algorithm of --tune (RecBole's HyperTuning; default: %(default)s)")
+                       help="search algorithm of --tune: every grid point, distinct random draws, or hyperopt's TPE "
+                            "(default: %(default)s)")
     study.add_argument("--max_evals", type=int, default=None, metavar="N",
                        help="most trials per model for --tune (default: the whole grid)")
     study.add_argument("--report_only", action="store_true",

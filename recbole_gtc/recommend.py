@@ -25,8 +25,8 @@ import torch
 
 from recbole_gtc.errors import RecboleGTCError
 from recbole_gtc.files import atomic_write, check_output_dir, expand_path
+from recbole_gtc.run import BEST_CHECKPOINT
 
-BEST_CHECKPOINT = "best.pth"
 #: Unknown user tokens named in an error message, at most.
 MAX_NAMED = 5
 

@@ -95,7 +95,7 @@ class RunTrainerMixin(PerUserRecorder):
             "best_valid_score": float(self.best_valid_score),
             # plain floats: RecBole's metrics are NumPy scalars, which weights_only loading refuses
             "best_valid_result": {k: float(v) for k, v in (self.best_valid_result or {}).items()},
-            "train_loss_dict": {int(k): _plain(v) for k, v in self.train_loss_dict.items()},
+            "train_loss_dict": {int(k): to_plain(v) for k, v in self.train_loss_dict.items()},
             "epoch_seconds": [float(x) for x in getattr(self, "epoch_seconds", [])],
             "state_dict": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -259,8 +259,22 @@ def _tensorboard_under(folder):
         recbole_trainer.get_tensorboard = original
 
 
-def _plain(value):
-    return tuple(float(v) for v in value) if isinstance(value, tuple) else float(value)
+def to_plain(value):
+    """Python numbers, lists and string-keyed dicts in place of NumPy and torch values, recursively.
+
+    RecBole's metrics and losses are NumPy scalars or 0-d tensors, which JSON, YAML and
+    ``torch.load(weights_only=True)`` refuse; the run cache, the tuning files and
+    ``last.pth`` all store them through this one function.
+    """
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if hasattr(value, "item"):  # NumPy scalars, 0-d tensors
+        return value.item()
+    return value
 
 
 def _rng_state(generator=None):

@@ -1,10 +1,14 @@
-"""Hyper-parameter search (recbole_gtc.study.tune): validation-only model selection with
-RecBole's HyperTuning, the package's grid files, the cache and the refused grids."""
+"""Hyper-parameter search (recbole_gtc.study.tune): validation-only model selection, the
+grid walk, random search's distinct draws, TPE through hyperopt.fmin, the package's grid
+files, the cache and the refused grids."""
 
 import csv
 import glob
+import itertools
 import os
 
+import hyperopt
+import numpy as np
 import pytest
 import yaml
 
@@ -13,7 +17,7 @@ from recbole.trainer.hyper_tuning import HyperTuning
 from recbole_gtc.errors import RecboleGTCError
 from recbole_gtc.quick_start import load_config, run_recbole_gtc
 from recbole_gtc.study import tune as tune_mod
-from recbole_gtc.study.tune import best_trial, load_space, read_header, safe_label, tune
+from recbole_gtc.study.tune import best_trial, grid_settings, load_space, random_settings, read_header, safe_label, tune
 from recbole_gtc.trainer import MMTrainer
 from recbole_gtc.utils import PROPERTIES_DIR
 
@@ -234,24 +238,104 @@ def test_exhaustive_walks_the_grid_in_file_order_once(tiny, tmp_path, monkeypatc
     assert len(fake.calls) == 3  # trial 1 sets the best, 2 and 3 do not improve on it
 
 
-def test_random_search_is_seeded_and_repeats_cost_nothing(tiny, tmp_path, monkeypatch):
+def _trials(result, *names):
+    with open(result["trials_csv"]) as f:
+        return [tuple(float(row[name]) for name in names) for row in csv.DictReader(f)]
+
+
+def test_the_grid_walk_is_the_product_of_the_lines_in_file_order():
+    grid = {"learning_rate": [0.1, 0.2], "n_layers": [3, 1, 2], "tag": ["b", "a"]}
+    walk = list(grid_settings(grid))
+    # itertools.product over the lines in file order: the last line varies fastest
+    assert walk == [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    assert [tuple(setting.values()) for setting in walk[:4]] == [
+        (0.1, 3, "b"), (0.1, 3, "a"), (0.1, 1, "b"), (0.1, 1, "a")]
+    assert len(walk) == 12 and walk[-1] == {"learning_rate": 0.2, "n_layers": 2, "tag": "a"}
+
+
+def test_random_settings_are_distinct_grid_points_and_seeded():
+    grid = {"learning_rate": [0.1, 0.2, 0.3], "reg_weight": [0.01, 0.02, 0.03], "n_layers": [1, 2]}
+    product = list(grid_settings(grid))
+    for seed in range(20):
+        drawn = random_settings(None, grid, 8, seed)
+        assert len(drawn) == 8 and all(setting in product for setting in drawn)
+        assert len({tuple(setting.values()) for setting in drawn}) == 8  # no setting twice
+        assert drawn == random_settings(None, grid, 8, seed)  # same seed, same settings, same order
+    assert random_settings(None, grid, 8, 0) != random_settings(None, grid, 8, 1)
+    # more trials than settings: every setting once, in a seeded random order
+    everything = random_settings(None, grid, 100, 3)
+    assert sorted(map(str, everything)) == sorted(map(str, product)) and everything != product
+
+
+def test_random_settings_with_a_continuous_line(tmp_path, monkeypatch):
+    space, grid = load_space(_grid(tmp_path, "learning_rate loguniform -9,-4\nn_layers choice [1, 2]\n"))
+    drawn = random_settings(space, grid, 6, 5)
+    assert len(drawn) == 6 and len({tuple(setting.values()) for setting in drawn}) == 6
+    assert all(np.exp(-9) <= s["learning_rate"] <= np.exp(-4) and s["n_layers"] in (1, 2) for s in drawn)
+    assert drawn == random_settings(space, grid, 6, 5) and drawn != random_settings(space, grid, 6, 6)
+    # quniform and choice lines only: a finite space, drawn until repeats are all that come
+    monkeypatch.setattr(tune_mod, "_MAX_REDRAWS", 50)
+    space, grid = load_space(_grid(tmp_path, "n_layers quniform 1,2,1\ndropout choice [0.1, 0.2]\n", "q.hyper"))
+    drawn = random_settings(space, grid, 10, 0)
+    assert sorted((s["n_layers"], s["dropout"]) for s in drawn) == [(1, 0.1), (1, 0.2), (2, 0.1), (2, 0.2)]
+
+
+def test_random_search_trains_distinct_settings_reproducibly(tiny, tmp_path, monkeypatch, capsys):
     fake = FakeRuns({0.1: 0.3, 0.2: 0.5, 0.3: 0.1})
     monkeypatch.setattr(quick_start, "run_recbole_gtc", fake)
-    params_file = _grid(tmp_path, "learning_rate choice [0.1, 0.2, 0.3]\n")
-    kwargs = dict(config_dict=_common(tiny, tmp_path), params_file=params_file, algo="random", max_evals=6,
-                  early_stop=None)
-    first = tune("BPR", "BPR", "tiny", out_dir=str(tmp_path / "a"), **kwargs)
-    calls_a = [c["learning_rate"] for c in fake.calls]
-    with open(first["trials_csv"]) as f:
-        proposed_a = [row["learning_rate"] for row in csv.DictReader(f)]
+    params_file = _grid(tmp_path, "learning_rate choice [0.1, 0.2, 0.3]\nreg_weight choice [0.01, 0.02, 0.03]\n")
+    kwargs = dict(params_file=params_file, algo="random", max_evals=8, early_stop=None)
+    common = _common(tiny, tmp_path)
+    first = tune("LightGCN", "LightGCN", "tiny", config_dict=common, out_dir=str(tmp_path / "a"), **kwargs)
+    trained = [(c["learning_rate"], c["reg_weight"]) for c in fake.calls]
+    # 8 trials are 8 distinct settings of the 9, each trained once, in the order of the trials file
+    assert len(set(trained)) == 8 and _trials(first, "learning_rate", "reg_weight") == trained
+    second = tune("LightGCN", "LightGCN", "tiny", config_dict=common, out_dir=str(tmp_path / "b"), **kwargs)
+    assert _trials(second, "learning_rate", "reg_weight") == trained  # same seed, same settings
+    expected = max(trained, key=lambda setting: fake.scores[setting[0]])  # ties: the earlier trial
+    assert first["best_params"] == second["best_params"] == dict(zip(("learning_rate", "reg_weight"), expected))
+    other_seed = tune("LightGCN", "LightGCN", "tiny", config_dict=dict(common, seed=7), out_dir=str(tmp_path / "c"),
+                      **kwargs)
+    assert _trials(other_seed, "learning_rate", "reg_weight") != trained
+
+    # more trials asked than the grid has: each setting once, and stderr says so
+    capsys.readouterr()
     del fake.calls[:]
-    second = tune("BPR", "BPR", "tiny", out_dir=str(tmp_path / "b"), **kwargs)
-    with open(second["trials_csv"]) as f:
-        proposed_b = [row["learning_rate"] for row in csv.DictReader(f)]
-    assert len(proposed_a) == 6 and proposed_a == proposed_b
-    assert sorted(calls_a) == sorted(set(calls_a))  # each combination trained once
-    expected = max(sorted(set(calls_a), key=calls_a.index), key=fake.scores.get)
-    assert first["best_params"] == second["best_params"] == {"learning_rate": expected}
+    whole = tune("LightGCN", "LightGCN", "tiny", config_dict=common, out_dir=str(tmp_path / "d"),
+                 **dict(kwargs, max_evals=20))
+    assert sorted(_trials(whole, "learning_rate", "reg_weight")) == sorted(itertools.product(
+        [0.1, 0.2, 0.3], [0.01, 0.02, 0.03])) and len(fake.calls) == 9
+    err = capsys.readouterr().err
+    assert "random search tries 9 distinct settings, not max_evals=20: the grid has 9" in err
+    assert "trial 9/9 " in err
+
+
+def test_bayes_runs_hyperopts_tpe_through_fmin_seeded(tiny, tmp_path, monkeypatch):
+    fake = FakeRuns({0.1: 0.3, 0.2: 0.5, 0.3: 0.1})
+    monkeypatch.setattr(quick_start, "run_recbole_gtc", fake)
+    calls = []
+
+    def spy(fn, space, **kwargs):
+        calls.append(kwargs)
+        return hyperopt.fmin(fn, space, **kwargs)
+
+    monkeypatch.setattr(tune_mod, "fmin", spy)
+    params_file = _grid(tmp_path, "learning_rate choice [0.1, 0.2, 0.3]\nreg_weight choice [0.01, 0.02, 0.03]\n")
+    kwargs = dict(config_dict=_common(tiny, tmp_path), params_file=params_file, algo="bayes", max_evals=7,
+                  early_stop=None)
+    first = tune("LightGCN", "LightGCN", "tiny", out_dir=str(tmp_path / "a"), **kwargs)
+    assert len(calls) == 1 and calls[0]["algo"] is hyperopt.tpe.suggest and calls[0]["max_evals"] == 7
+    assert isinstance(calls[0]["rstate"], np.random.Generator) and isinstance(calls[0]["trials"], hyperopt.Trials)
+    assert len(calls[0]["trials"].trials) == 7  # hyperopt's own record: every trial went through fmin
+    second = tune("LightGCN", "LightGCN", "tiny", out_dir=str(tmp_path / "b"), **kwargs)
+    proposed = _trials(first, "learning_rate", "reg_weight")
+    assert len(proposed) == 7 and _trials(second, "learning_rate", "reg_weight") == proposed
+    # a setting TPE proposes twice is trained once
+    assert len(fake.calls) == 2 * len(set(proposed))
+    # exhaustive and random searches do not go through fmin
+    tune("LightGCN", "LightGCN", "tiny", out_dir=str(tmp_path / "c"), **dict(kwargs, algo="random"))
+    tune("LightGCN", "LightGCN", "tiny", out_dir=str(tmp_path / "d"), **dict(kwargs, algo="exhaustive"))
+    assert len(calls) == 2
 
 
 def test_best_trial_argmax_rules():

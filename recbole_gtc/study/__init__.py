@@ -11,8 +11,8 @@ Modules:
 * :mod:`~recbole_gtc.study.stats`: mean +- std, paired t-test over seeds, per-user
   Wilcoxon over the pooled seeds, relative improvement;
 * :mod:`~recbole_gtc.study.report`: the Markdown and CSV tables and the PNG;
-* :mod:`~recbole_gtc.study.tune`: hyper-parameter search on validation with RecBole's
-  HyperTuning.
+* :mod:`~recbole_gtc.study.tune`: hyper-parameter search on validation (the grid walk,
+  distinct random draws, hyperopt's TPE) over RecBole's grid files.
 
 A *run record* (one model spec, one seed) is a plain dict:
 
@@ -25,3 +25,14 @@ A *run record* (one model spec, one seed) is a plain dict:
 * ``per_user`` (dict metric -> numpy float array, shape ``[len(users)]``): each test
   user's value of the metric; its mean is ``test_result[metric]``.
 """
+
+import sys
+
+
+def progress(line):
+    """Print one progress line of a study or a search on stderr, flushed at once.
+
+    stderr, so that stdout carries only results (the tables); flushed, so that the line
+    shows before the minutes of training that follow it, also when stderr is a file.
+    """
+    print(line, file=sys.stderr, flush=True)

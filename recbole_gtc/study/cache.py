@@ -17,6 +17,7 @@ import os
 
 from recbole_gtc.files import atomic_write, check_output_dir
 from recbole_gtc.run import load_per_user, save_per_user
+from recbole_gtc.trainer import to_plain
 
 #: Record fields stored in the .json (per-user values go to the .npz).
 _JSON_FIELDS = ("label", "model", "dataset", "seed", "run_id", "run_dir", "fingerprint", "eval_protocol",
@@ -55,21 +56,11 @@ class RunCache:
         json_path, npz_path = self._paths(key)
         if record.get("per_user"):
             save_per_user(npz_path, record["users"], record["per_user"])
-        payload = {name: _plain(record.get(name)) for name in _JSON_FIELDS}
+        # JSON-safe: RecBole's metric values are NumPy scalars
+        payload = {name: to_plain(record.get(name)) for name in _JSON_FIELDS}
 
         def write(tmp):
             with open(tmp, "w") as handle:
                 json.dump(payload, handle, indent=1, sort_keys=True)
 
         atomic_write(json_path, write)
-
-
-def _plain(value):
-    """JSON-safe copy: RecBole's metric values are NumPy scalars."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item"):
-        return value.item()
-    return value

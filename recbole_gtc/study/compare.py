@@ -14,11 +14,11 @@ ends with the numbers an uninterrupted one would have given.
 
 import logging
 import os
-import sys
 import time
 
 from recbole_gtc.errors import RecboleGTCError
 from recbole_gtc.files import expand_path
+from recbole_gtc.study import progress
 from recbole_gtc.study.cache import RunCache
 from recbole_gtc.study.spec import parse_seeds, parse_specs
 
@@ -27,7 +27,7 @@ DEFAULT_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 
 
 def _progress(message):
-    print(f"[study] {message}", file=sys.stderr, flush=True)
+    progress(f"[study] {message}")
 
 
 def study_dir(results_dir, dataset):

@@ -1,4 +1,4 @@
-"""Hyper-parameter search on the validation split with RecBole's :class:`HyperTuning`.
+"""Hyper-parameter search on the validation split: RecBole's grid files, hyperopt's TPE.
 
     from recbole_gtc.study.tune import tune
     tune("GTC[use_tc=False]", "GTC", "synth-mm", config_dict={"use_tc": False})
@@ -39,13 +39,26 @@ dataset name and files, the algorithm, ``max_evals`` and ``early_stop``. When th
 matches, :func:`tune` returns the stored result without training; any change re-runs.
 A digest of the dataset's files is part of the key too (a rebuilt dataset is searched again).
 
-hyperopt 0.3.0. RecBole 1.2.1's exhaustive search draws its samples with a
-``numpy.random.RandomState``, which hyperopt >= 0.2.7 no longer accepts (its ``randint``
-calls ``Generator.integers``): ``HyperTuning(algo="exhaustive")`` fails on the first trial.
-:func:`grid_search` replaces it: it walks the grid in file order (the last line varies
-fastest), each combination once. ``random`` and ``bayes`` are hyperopt's, seeded by the
-configuration's seed. ``early_stop`` counts trials without a better score here, because
-hyperopt's ``no_progress_loss`` counts the first trial as one of them.
+Algorithms. Each is reproducible: the same configuration seed gives the same settings in
+the same order.
+
+* ``exhaustive``: :func:`grid_settings`, the grid's settings in :func:`itertools.product`
+  order over the lines in file order (the last line varies fastest), each once. RecBole's own
+  exhaustive search cannot run with hyperopt 0.3.0: RecBole 1.2.1 draws its samples with a
+  ``numpy.random.RandomState``, which hyperopt >= 0.2.7 no longer accepts.
+* ``random``: :func:`random_settings`, distinct settings drawn with the configuration's seed.
+  On a grid of ``choice`` lines, a sample without replacement from the product; a
+  ``max_evals`` above the grid's size tries every setting once, in random order (a note on
+  stderr says so). With a continuous line, hyperopt's sampler draws and a setting drawn
+  before is drawn again; only a space whose other lines are all ``quniform`` can run out of
+  new settings, and the search then ends with fewer trials (a note says so).
+* ``bayes``: hyperopt's TPE through ``hyperopt.fmin``, its ``rstate`` seeded with the
+  configuration's seed. TPE may propose a setting it has tried: that trial is not trained
+  again (same seed, same result) but counts toward ``max_evals``, as TPE's next proposal
+  depends on its whole trial history.
+
+``early_stop`` counts trials without a better score; hyperopt's ``no_progress_loss`` would
+count the first trial as one of them.
 """
 
 import contextlib
@@ -62,16 +75,25 @@ import tempfile
 
 import numpy as np
 import yaml
+from hyperopt import STATUS_OK, Trials, fmin, tpe
+from hyperopt.pyll import rec_eval, stochastic
+from recbole.trainer.hyper_tuning import HyperTuning
 
 from recbole_gtc.config import parse_override
 from recbole_gtc.errors import RecboleGTCError
 from recbole_gtc.files import MAX_NAME_BYTES, atomic_write, check_output_dir, expand_path
+from recbole_gtc.study import progress
+from recbole_gtc.trainer import to_plain
 from recbole_gtc.utils import PROPERTIES_DIR
 
 ALGOS = ("exhaustive", "random", "bayes")
 #: Longest safe label kept as is; longer ones are cut and get a hash suffix, so that
 #: ``<label>.trials.csv`` plus atomic_write's temporary suffix fits MAX_NAME_BYTES.
 _MAX_LABEL = MAX_NAME_BYTES - 40
+#: Random search on a space with a continuous line gives up after this many draws in a row
+#: that were all tried before: only a space of ``quniform`` and ``choice`` lines runs out of
+#: new settings, and it has then (almost surely) none left.
+_MAX_REDRAWS = 1000
 
 
 def default_params_file(model):
@@ -110,16 +132,13 @@ def load_space(params_file):
 
     Returns:
         tuple: ``(space, grid)``: ``space`` (dict name -> hyperopt expression, in file
-        order) for :class:`HyperTuning`; ``grid`` (dict name -> list of the values of a
+        order) for hyperopt; ``grid`` (dict name -> list of the values of a
         ``choice`` line, or ``None`` for a continuous line).
 
     Raises:
         RecboleGTCError: file missing or unreadable, a line RecBole cannot parse (named
         ``<file>:<line>``), or no hyper-parameter at all.
     """
-    from hyperopt.pyll import rec_eval
-    from recbole.trainer.hyper_tuning import HyperTuning
-
     path = expand_path(params_file)
     if not os.path.isfile(path):
         raise RecboleGTCError(f"{path}: params file not found")
@@ -155,7 +174,7 @@ def load_space(params_file):
     grid = {}
     for name, expr in space.items():
         if expr.name == "switch":  # hp.choice: switch(hyperopt_param(name, randint(n)), *options)
-            options = [_plain(rec_eval(option)) for option in expr.pos_args[1:]]
+            options = [to_plain(rec_eval(option)) for option in expr.pos_args[1:]]
             if not options:
                 raise RecboleGTCError(f"{path}: '{name}' has an empty choice list")
             grid[name] = options
@@ -171,57 +190,63 @@ def grid_size(grid):
     return math.prod(len(options) for options in grid.values())
 
 
-def grid_search(grid):
-    """A hyperopt ``algo`` that proposes every combination of ``grid`` once, in order.
+def grid_settings(grid):
+    """Every setting of an all-``choice`` grid once, as dicts name -> value: the
+    :func:`itertools.product` of the lines in file order (the last line varies fastest)."""
+    names = list(grid)
+    return (dict(zip(names, values)) for values in itertools.product(*grid.values()))
 
-    The order is :func:`itertools.product` over the lines in file order (last line
-    fastest); the n-th trial gets the n-th combination, and the search stops when the
-    grid is exhausted. Stands in for RecBole's exhaustive search, which hyperopt 0.3.0
-    breaks (see the module docstring).
+
+def random_settings(space, grid, count, seed):
+    """``count`` distinct settings drawn at random, reproducibly from ``seed``.
+
+    An all-``choice`` grid is sampled without replacement: ``count`` distinct positions in
+    the order of :func:`grid_settings`, so every setting is equally likely and none comes
+    twice; a ``count`` above the grid's size gives every setting once, in random order.
+    Otherwise hyperopt's sampler draws from ``space``, and a setting drawn before is drawn
+    again (fewer than ``count`` when :data:`_MAX_REDRAWS` draws in a row repeat).
 
     Args:
-        grid (dict): name -> list of choices (all lines ``choice``), from :func:`load_space`.
+        space (dict): name -> hyperopt expression, from :func:`load_space`.
+        grid (dict): name -> choices or ``None``, from :func:`load_space`.
+        count (int): settings wanted.
+        seed (int): seeds a ``numpy.random.default_rng``.
+
+    Returns:
+        list of dict: name -> value (Python values), in draw order.
     """
-    from hyperopt.base import miscs_update_idxs_vals
+    rng = np.random.default_rng(seed)
+    size = grid_size(grid)
+    if size is not None:
+        positions = rng.choice(size, size=min(count, size), replace=False)
+        # np.unravel_index numbers in C order (last axis fastest), as itertools.product does
+        digits = np.unravel_index(positions, [len(options) for options in grid.values()])
+        return [{name: grid[name][column[row]] for name, column in zip(grid, digits)}
+                for row in range(len(positions))]
 
-    names = list(grid)
-    combos = list(itertools.product(*(range(len(grid[name])) for name in names)))
-
-    def suggest(new_ids, domain, trials, seed):
-        docs = []
-        done = len(trials.trials)
-        for offset, new_id in enumerate(new_ids):
-            if done + offset >= len(combos):
-                break
-            # hyperopt stores a choice as the index of the chosen option.
-            idxs = {name: [new_id] for name in names}
-            vals = {name: [int(index)] for name, index in zip(names, combos[done + offset])}
-            misc = dict(tid=new_id, cmd=domain.cmd, workdir=domain.workdir)
-            miscs_update_idxs_vals([misc], idxs, vals)
-            docs.extend(trials.new_trial_docs([new_id], [None], [domain.new_result()], [misc]))
-        return docs
-
-    return suggest
+    settings, redraws = [], 0
+    while len(settings) < count and redraws < _MAX_REDRAWS:
+        setting = to_plain(stochastic.sample(space, rng=rng))
+        if setting in settings:
+            redraws += 1
+        else:
+            settings.append(setting)
+            redraws = 0
+    return settings
 
 
-def _hyper_tuning_class():
-    from recbole.trainer import HyperTuning
+def _tpe_search(try_setting, space, count, seed, stalled):
+    """hyperopt's TPE through ``fmin``, ``count`` trials at most: ``try_setting(params)``
+    trains (or recalls) a setting and returns ``(validation score, bigger is better)``;
+    ``stalled()`` ends the search early."""
 
-    class SeededHyperTuning(HyperTuning):
-        """RecBole's HyperTuning, run with a seeded hyperopt generator (``random`` and
-        ``bayes`` propose the same trials for the same seed) and no progress bar (the
-        objective prints one line per trial)."""
+    def loss(params):
+        score, bigger = try_setting(params)
+        # fmin minimises; the same loss RecBole's HyperTuning.trial gives it
+        return {"loss": -score if bigger else score, "status": STATUS_OK}
 
-        seed = 0
-
-        def run(self):
-            from hyperopt import fmin
-
-            fmin(self.trial, self.space, algo=self.algo, max_evals=self.max_evals,
-                 early_stop_fn=self.early_stop_fn, rstate=np.random.default_rng(self.seed),
-                 show_progressbar=False)
-
-    return SeededHyperTuning
+    fmin(loss, space, algo=tpe.suggest, max_evals=count, trials=Trials(), rstate=np.random.default_rng(seed),
+         early_stop_fn=lambda trials, *args: (stalled(), []), show_progressbar=False, return_argmin=False)
 
 
 # --------------------------------------------------------------------------- checks
@@ -292,6 +317,10 @@ def cache_key(params_text, model, label, config_dict, cmd_args, config_files, da
         "max_evals": max_evals, "early_stop": early_stop, "dataset_files": dataset_digest,
         "resolved": resolved, "versions": [__version__, recbole.__version__, torch.__version__],
     }
+    if algo == "random":
+        # Random search drew with replacement up to commit 9a38ae3 (a repeat counted as a trial):
+        # a search stored by that code is not the one this code makes, so it is searched again.
+        payload["draws"] = "distinct"
     return hashlib.sha1(json.dumps(payload, sort_keys=True, default=repr).encode()).hexdigest()
 
 
@@ -324,21 +353,6 @@ def _cached(yaml_path, csv_path, key):
 
 # --------------------------------------------------------------------------- search
 
-def _plain(value):
-    """numpy scalars and arrays -> Python numbers and lists (YAML, CSV, configs)."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _say(line):
-    print(line, file=sys.stderr, flush=True)
-
-
 def best_trial(trials, bigger):
     """Index of the best trial by validation score (ties: the earliest; NaN never wins)."""
     best = None
@@ -353,13 +367,9 @@ def best_trial(trials, bigger):
 
 
 def _no_better_for(count, trials, bigger):
-    """hyperopt ``early_stop_fn``: stop once the last ``count`` trials did not beat the best."""
-
-    def stop(hyperopt_trials, *args):
-        best = best_trial(trials, bigger)
-        return best is not None and len(trials) - 1 - best >= count, []
-
-    return stop
+    """True once the last ``count`` trials did not beat the best (never when ``count`` is None)."""
+    best = best_trial(trials, bigger)
+    return count is not None and best is not None and len(trials) - 1 - best >= count
 
 
 def tune(label, model, dataset, config_files=None, config_dict=None, cmd_args=None, params_file=None,
@@ -377,10 +387,12 @@ def tune(label, model, dataset, config_files=None, config_dict=None, cmd_args=No
             may not name them.
         params_file (str, optional): the grid; default ``properties/hyper/<model>.hyper``.
         algo (str): ``exhaustive`` (every combination, file order; ``choice`` lines only),
-            ``random`` or ``bayes`` (hyperopt's TPE).
+            ``random`` (distinct settings at random) or ``bayes`` (hyperopt's TPE); see the
+            module docstring.
         max_evals (int, optional): trials at most. ``None``: as many as the grid has
             combinations (``random`` and ``bayes`` need it when a line is continuous). With
-            ``exhaustive``, the first ``max_evals`` combinations.
+            ``exhaustive``, the first ``max_evals`` combinations; with ``random`` on a grid,
+            never more than the grid's combinations.
         out_dir (str): output folder; ``<dataset>`` is replaced by the dataset name.
         early_stop (int or None): stop after this many trials in a row without a better
             validation score than the best so far (as RecBole's ``no_progress_loss`` means
@@ -425,8 +437,8 @@ def tune(label, model, dataset, config_files=None, config_dict=None, cmd_args=No
         raise RecboleGTCError(f"{path}: exhaustive search needs 'choice' lines only; use algo random or bayes")
     if size is None and max_evals is None:
         raise RecboleGTCError(f"{path}: a continuous line ('uniform', 'loguniform', ...) needs max_evals")
-    # random and bayes may propose a combination twice (a repeat costs no training)
-    n_trials = min(size, max_evals or size) if algo == "exhaustive" else (max_evals or size)
+    # exhaustive and random try each combination at most once; TPE may propose one twice
+    n_trials = (max_evals or size) if size is None or algo == "bayes" else min(size, max_evals or size)
 
     with open(path, encoding="utf-8") as f:
         params_text = f.read()
@@ -444,7 +456,7 @@ def tune(label, model, dataset, config_files=None, config_dict=None, cmd_args=No
 
     hit = _cached(yaml_path, csv_path, key)
     if hit is not None:
-        _say(f"tune {label}: cached, same grid and configuration as {yaml_path} (delete it to search again)")
+        progress(f"tune {label}: cached, same grid and configuration as {yaml_path} (delete it to search again)")
         return dict(result, best_params=hit[0], best_valid_score=hit[1], cached=True)
 
     def load(params):
@@ -456,9 +468,9 @@ def tune(label, model, dataset, config_files=None, config_dict=None, cmd_args=No
     bigger = bool(base["valid_metric_bigger"])
     trials = []
 
-    def objective(params, fixed_config_files):
-        params = {k: _plain(v) for k, v in params.items()}
-        for done in trials:  # random/bayes can propose a combination twice: same seed, same result
+    def try_setting(params):
+        params = to_plain(params)
+        for done in trials:  # TPE can propose a combination twice: same seed, same result
             if done["params"] == params:
                 run = done
                 break
@@ -469,20 +481,30 @@ def tune(label, model, dataset, config_files=None, config_dict=None, cmd_args=No
                    "best_valid_result": {k: float(v) for k, v in out["best_valid_result"].items()},
                    "epochs": out["epochs"], "run_id": out["run_id"]}
         trials.append(dict(run, params=params))
-        _say(f"tune {label}: trial {len(trials)}/{n_trials} {params} valid {metric}={run['best_valid_score']:.4f}")
-        return {"model": model, "best_valid_score": run["best_valid_score"], "valid_score_bigger": bigger,
-                "best_valid_result": run["best_valid_result"], "test_result": {}}
+        progress(f"tune {label}: trial {len(trials)}/{n_trials} {params} valid {metric}={run['best_valid_score']:.4f}")
+        return run["best_valid_score"], bigger
 
-    tuner_class = _hyper_tuning_class()
-    algo_fn = grid_search(grid) if algo == "exhaustive" else algo
-    tuner = tuner_class(objective, space=space, fixed_config_file_list=config_files, algo=algo_fn,
-                        max_evals=n_trials, early_stop=early_stop or 1)
-    tuner.seed = int(base["seed"])
-    # hyperopt's no_progress_loss counts the first trial as a trial without progress (it
-    # stops after early_stop - 1 trials that fail to beat a first-trial best): counted here.
-    tuner.early_stop_fn = None if early_stop is None else _no_better_for(early_stop, trials, bigger)
-    with contextlib.redirect_stdout(sys.stderr):  # HyperTuning prints its own notes; stdout stays clean
-        tuner.run()
+    def stalled():
+        return _no_better_for(early_stop, trials, bigger)
+
+    seed = int(base["seed"])
+    if algo == "exhaustive":
+        settings = itertools.islice(grid_settings(grid), n_trials)
+    elif algo == "random":
+        settings = random_settings(space, grid, n_trials, seed)
+        if len(settings) < (max_evals or 0):
+            progress(f"tune {label}: random search tries {len(settings)} distinct settings, not max_evals={max_evals}: "
+                     + (f"the grid has {size}" if size is not None else f"{_MAX_REDRAWS} draws in a row gave only settings drawn before"))
+            n_trials = len(settings)
+    # training writes RecBole's and hyperopt's notes to stdout, which stays for the study's results
+    with contextlib.redirect_stdout(sys.stderr):
+        if algo == "bayes":
+            _tpe_search(try_setting, space, n_trials, seed, stalled)
+        else:
+            for params in settings:
+                try_setting(params)
+                if stalled():
+                    break
 
     best = best_trial(trials, bigger)
     if best is None:
@@ -496,7 +518,7 @@ def tune(label, model, dataset, config_files=None, config_dict=None, cmd_args=No
         "algo": algo, "params_file": os.path.abspath(path),
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "cache_key": key,
     })
-    _say(f"tune {label}: best {best_params} valid {metric}={best_score:.4f} -> {yaml_path}")
+    progress(f"tune {label}: best {best_params} valid {metric}={best_score:.4f} -> {yaml_path}")
     return dict(result, best_params=best_params, best_valid_score=best_score, cached=False)
 
 
