@@ -6,22 +6,24 @@
   are an **error** naming the closest known key, e.g.
   ``unknown key 'learning_rat' (did you mean 'learning_rate'?)``. A key is known when
   RecBole knows it (its property YAMLs, its argument lists and the keys its code reads),
-  when this package knows it (``properties/``, any model YAML there, :data:`SCHEMA`), or
+  when this package knows it (``properties/``, any model YAML there, any model's rules), or
   when the dataset's YAML sets it. An error rather than a warning: a misspelt key would
   otherwise train with the default and publish a number for a configuration nobody ran.
-* **values**: each key of :data:`SCHEMA` that the configuration holds is checked
-  against its rule, ``"*"`` (RecBole's common keys and this package's) for every model,
-  plus the model's own entry; a bad value is ``<key>=<value>: <what is allowed>``.
+* **values**: each key that the configuration holds and that has a rule is checked against
+  it: :data:`COMMON_KEYS` (RecBole's common keys and this package's) for every model, plus
+  the model's own rules (:func:`rules_for`); a bad value is ``<key>=<value>: <what is allowed>``.
+  Models read their keys without checking them again.
 * a few **cross-key** rules (``valid_metric`` among ``metrics`` x ``topk``, GTC's
   ``beta_start < beta_end``, ``eval_timestep < noise_steps``).
 
 Every problem is a :class:`~recbole_gtc.errors.RecboleGTCError` with a one-line message;
 the runner prints ``error: <message>`` and exits 2.
 
-Adding a model's keys: add ``SCHEMA["NAME"] = {key: rule, ...}`` (rules from the helpers
-below: :func:`integer`, :func:`number`, :func:`boolean`, :func:`choice`, ...), or reuse
-:data:`MMREC_KEYS`. Keys in a model YAML under ``properties/model/`` are known (not
-"unknown") even before they get a rule.
+Adding a model's keys: this package's models carry their rules next to them, as the class
+attribute ``config_rules = {key: rule, ...}`` (rules from the helpers below: :func:`integer`,
+:func:`number`, :func:`boolean`, :func:`choice`, ...; the MMRec baselines reuse
+:data:`MMREC_KEYS`); RecBole's models have theirs in :data:`SCHEMA`. Keys in a model YAML
+under ``properties/model/`` are known (not "unknown") even before they get a rule.
 """
 
 import difflib
@@ -33,7 +35,7 @@ from functools import lru_cache
 import yaml
 
 from recbole_gtc.errors import RecboleGTCError
-from recbole_gtc.utils import PROPERTIES_DIR
+from recbole_gtc.utils import _PLUGIN_MODELS, PROPERTIES_DIR, get_model
 
 # --------------------------------------------------------------------------- rules
 # A rule is a function value -> None (allowed) or a phrase saying what is allowed.
@@ -286,37 +288,9 @@ COMMON_KEYS = {
         else "must name the three split files, train, valid and test, e.g. [train, valid, test]", True),
 }
 
-#: GTC's keys (properties/model/GTC.yaml).
-GTC_KEYS = {
-    "embedding_size": integer(1),
-    "reg_weight": number(0),
-    "tc_weight": number(0),
-    "diff_weight": number(0),
-    "noise_steps": integer(2),
-    "beta_start": number(0, 1, low_open=True, high_open=True),
-    "beta_end": number(0, 1, low_open=True, high_open=True),
-    "eval_timestep": integer(1, optional=True),
-    "eval_noise_seed": integer(0),
-    "logit_scale_init": number(0, low_open=True),
-    "tc_chunk_size": integer(1),
-    "gate_temperature": number(0, low_open=True),
-    "knn_k": integer(1),
-    "mm_graph_weights": mapping(number(0), optional=True),
-    "n_mm_layers": integer(0),
-    "user_graph_k": integer(1),
-    "knn_chunk_size": integer(1),
-    "graph_cache_dir": string(optional=True),
-    "use_diffusion": boolean(),
-    "use_tc": boolean(),
-    "tc_mode": choice("symile", "pairwise"),
-    "tc_scope": choice("all", "batch", "sampled"),
-    "tc_candidates": integer(1),
-    "use_gate": boolean(),
-    "train_denoiser": boolean(),
-}
-
 #: Keys named as in MMRec (https://github.com/enoche/MMRec) that its multi-modal
-#: baselines (VBPR, DRAGON, FREEDOM, LGMRec, ...) read; each model validates those it holds.
+#: baselines (VBPR, DRAGON, FREEDOM, LGMRec, ...) read: the ``config_rules`` of this
+#: package's baselines start from it.
 MMREC_KEYS = {
     "embedding_size": integer(1),
     "feat_embed_dim": integer(1),
@@ -329,7 +303,7 @@ MMREC_KEYS = {
     "n_layers": integer(0),
     "lambda_coeff": number(0, 1),
     "cl_weight": number(0),
-    "n_hyper_layer": integer(0),
+    "n_hyper_layer": integer(1),
     "hyper_num": integer(1),
     "keep_rate": number(0, 1, low_open=True),
     "alpha": number(0),
@@ -338,16 +312,8 @@ MMREC_KEYS = {
     "graph_cache_dir": string(optional=True),
 }
 
-#: model name -> {key: rule}; ``"*"`` applies to every model.
+#: RecBole's models: name -> {key: rule} (this package's models carry theirs, ``config_rules``).
 SCHEMA = {
-    "*": COMMON_KEYS,
-    "GTC": GTC_KEYS,
-    "VBPR": MMREC_KEYS,
-    "DRAGON": MMREC_KEYS,
-    "FREEDOM": dict(MMREC_KEYS, train_features=boolean()),
-    "LGMRec": dict(MMREC_KEYS, cf_model=choice("lightgcn", "mf"), tau=number(0, low_open=True),
-                   eval_noise_seed=integer(0)),
-    # RecBole's graph baselines
     "LightGCN": {"n_layers": integer(0), "reg_weight": number(0)},
     "NGCF": {"reg_weight": number(0)},
     "BPR": {},
@@ -384,6 +350,8 @@ def _static_known_keys():
             keys.update(str(k) for k in data)
     for rules in SCHEMA.values():
         keys.update(rules)
+    for model in _PLUGIN_MODELS:
+        keys.update(get_model(model).config_rules)
     return frozenset(keys)
 
 
@@ -415,8 +383,9 @@ def check_keys(external, known):
 
 
 def rules_for(model):
-    rules = dict(SCHEMA["*"])
-    rules.update(SCHEMA.get(model, {}))
+    """``{key: rule}`` for ``model`` (a name): :data:`COMMON_KEYS` and the model's own rules."""
+    rules = dict(COMMON_KEYS)
+    rules.update(get_model(model).config_rules if model in _PLUGIN_MODELS else SCHEMA.get(model, {}))
     return rules
 
 
@@ -518,7 +487,7 @@ def check_before_recbole(final_config_dict, external_config_dict, model):
 
 
 def validate_config(config):
-    """Check a built config: unknown keys, every value against :data:`SCHEMA`, cross-key rules.
+    """Check a built config: unknown keys, every value against its rule (:func:`rules_for`), cross-key rules.
 
     Args:
         config (recbole.config.Config): typically an :class:`~recbole_gtc.config.MMConfig`.

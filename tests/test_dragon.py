@@ -9,6 +9,7 @@ from recbole_gtc.data import create_dataset, data_preparation
 from recbole_gtc.model.dragon import DRAGON
 from recbole_gtc.model.gtc import GTC
 from recbole_gtc.utils import RecboleGTCError
+import dense
 from planted import planted_roots, recall, train
 from toydata import config_for, random_splits, write_dataset
 
@@ -196,51 +197,19 @@ def test_forward_and_loss_match_the_released_formulas(tmp_path):
     -mean log2 sigmoid(y_ui - y_uj) + reg_weight (sum_m mean(P_m[u]^2) + mean(w^2))."""
     model, train = _build(tmp_path, reg_weight=0.5, n_layers=2, n_mm_layers=1, mm_image_weight=0.1)
     model = model.double()
-    ds, d, k = train.dataset, model.embedding_size, model.user_graph_k
-    n_u, n_i = model.n_users, model.n_items
-    r = np.zeros((n_u, n_i))
-    r[ds.inter_feat["user_id"].numpy(), ds.inter_feat["item_id"].numpy()] = 1.0
-    a = np.block([[np.zeros((n_u, n_u)), r], [r.T, np.zeros((n_i, n_i))]])
-    deg = a.sum(1)
-    inv = np.where(deg > 0, np.maximum(deg, 1) ** -0.5, 0.0)
-    a_hat = inv[:, None] * a * inv[None, :]
+    ds = train.dataset
     raw = _features(("image", "text"))
-    rows = np.array([int(t) for t in ds.field2id_token["item_id"][1:]])
 
     def lrelu(z):
         return np.where(z > 0, z, 0.01 * z)
 
-    views = []
+    content = []
     for m in ("image", "text"):
-        x = np.zeros((n_i, raw[m].shape[1]))
-        x[1:] = raw[m][rows]
         (w1, b1), (w2, b2) = ((lin.weight.detach().numpy(), lin.bias.detach().numpy())
                               for lin in (model.projections[m][0], model.projections[m][2]))
-        z = np.vstack([model.user_preference[m].detach().numpy(), lrelu(x @ w1.T + b1) @ w2.T + b2])
-        z = z / np.linalg.norm(z, axis=1, keepdims=True)
-        views.append(z + a_hat @ z + a_hat @ a_hat @ z)
+        content.append(lrelu(dense.item_features(ds, raw[m]) @ w1.T + b1) @ w2.T + b2)
+    users, items = dense.dragon_backbone(model, ds, raw, content, {"image": 0.1, "text": 0.9})
     w = model.user_view_weight.detach().numpy()
-    users = np.hstack([w[:, j:j + 1] * v[:n_u] for j, v in enumerate(views)])
-    items = np.hstack([v[n_u:] for v in views])
-
-    def knn(x, kk):
-        x = x / np.linalg.norm(x, axis=1, keepdims=True)
-        s = np.zeros((len(x), len(x)))
-        np.put_along_axis(s, np.argsort(-(x @ x.T), axis=1)[:, :kk], 1.0 / kk, axis=1)
-        return s
-
-    s = np.zeros((n_i, n_i))
-    s[1:, 1:] = 0.1 * knn(raw["image"][rows], model.knn_k) + 0.9 * knn(raw["text"][rows], model.knn_k)
-    items = items + s @ items
-    counts = r @ r.T
-    np.fill_diagonal(counts, 0)
-    message = np.zeros_like(users)
-    for u in range(1, n_u):
-        nb = sorted(np.flatnonzero(counts[u]), key=lambda v: (-counts[u, v], v))[:k]
-        assert len(nb) == k  # no padding draw on this split
-        weight = np.exp(counts[u, nb] - counts[u, nb].max())
-        message[u] = (weight / weight.sum()) @ users[nb]
-    users = users + message
 
     got_u, got_i = model.forward()
     # atol: the graphs and neighbour weights are built in float32

@@ -11,6 +11,7 @@ from recbole.utils import init_seed
 from recbole_gtc.data import create_dataset, data_preparation
 from recbole_gtc.model.freedom import FREEDOM, degree_sensitive_values, pruned_adjacency, sample_edges
 from recbole_gtc.utils import RecboleGTCError
+import dense
 from planted import planted_roots, recall, train
 from toydata import config_for, random_splits, write_dataset
 
@@ -179,10 +180,9 @@ def test_same_seed_same_training(tmp_path):
 
 
 def test_bad_configs_fail_clearly(tmp_path):
+    # Single keys' ranges are validation's (tests/test_validation.py); this rule ties two keys.
     with pytest.raises(RecboleGTCError, match="feat_embed_dim"):
         _build(tmp_path, feat_embed_dim=32)
-    with pytest.raises(RecboleGTCError, match="dropout"):
-        _build(tmp_path, dropout=1.0)
 
 
 def test_content_helps_on_planted_data(tmp_path, tmp_path_factory):
@@ -196,15 +196,6 @@ def test_content_helps_on_planted_data(tmp_path, tmp_path_factory):
 
 
 # ---------------------------------------------------------------- the released computation, densely
-def _dense_knn(x, k):
-    """(n, n) cosine top-k graph, every kept edge 1/k (rows of random features have no ties)."""
-    x = x / np.linalg.norm(x, axis=1, keepdims=True)
-    top = np.argsort(-(x @ x.T), axis=1)[:, :k]
-    s = np.zeros((len(x), len(x)))
-    np.put_along_axis(s, top, 1.0 / k, axis=1)
-    return s
-
-
 def test_forward_and_loss_match_the_released_formulas(tmp_path):
     """Scores and loss equal MMRec's FREEDOM written out densely in numpy on the toy split:
     LightGCN mean over D^-1/2 A D^-1/2 of the training graph (layers 0..2), items plus
@@ -214,21 +205,13 @@ def test_forward_and_loss_match_the_released_formulas(tmp_path):
                                mm_image_weight=0.1)
     model = model.double()
     ds = train_data.dataset
-    n_u, n_i, k = model.n_users, model.n_items, model.knn_k
-    r = np.zeros((n_u, n_i))
-    r[ds.inter_feat["user_id"].numpy(), ds.inter_feat["item_id"].numpy()] = 1.0
-    a = np.block([[np.zeros((n_u, n_u)), r], [r.T, np.zeros((n_i, n_i))]])
-    deg = a.sum(1)
-    inv = np.where(deg > 0, np.maximum(deg, 1) ** -0.5, 0.0)
-    a_hat = inv[:, None] * a * inv[None, :]
+    n_u = model.n_users
+    _, a_hat = dense.training_graph(ds, n_u, model.n_items)
     e = np.vstack([model.user_embedding.weight.detach().numpy(), model.item_id_embedding.weight.detach().numpy()])
     layers = [e, a_hat @ e, a_hat @ a_hat @ e]
     mean = sum(layers) / 3
-    # Raw features by internal item id (row = item token), padding row 0 unused.
     raw = _features(("image", "text"))
-    rows = np.array([int(t) for t in ds.field2id_token["item_id"][1:]])
-    s = np.zeros((n_i, n_i))
-    s[1:, 1:] = 0.1 * _dense_knn(raw["image"][rows], k) + 0.9 * _dense_knn(raw["text"][rows], k)
+    s = dense.item_graph(ds, raw, model.knn_k, {"image": 0.1, "text": 0.9})
     users = mean[:n_u]
     items = mean[n_u:] + s @ model.item_id_embedding.weight.detach().numpy()
 
@@ -246,8 +229,6 @@ def test_forward_and_loss_match_the_released_formulas(tmp_path):
     for m in ("image", "text"):
         w = model.projections[m].weight.detach().numpy()
         b = model.projections[m].bias.detach().numpy()
-        x = np.zeros((n_i, raw[m].shape[1]))
-        x[1:] = raw[m][rows]
-        proj = x @ w.T + b
+        proj = dense.item_features(ds, raw[m]) @ w.T + b
         expected += 0.5 * bpr(users[u], proj[p], proj[n])
     assert np.isclose(model.calculate_loss(batch).item(), expected, atol=1e-9)

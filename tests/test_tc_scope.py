@@ -10,16 +10,21 @@ import torch.nn.functional as F
 from recbole_gtc.data import create_dataset, data_preparation
 from recbole_gtc.model.gtc import GTC
 from recbole_gtc.utils import RecboleGTCError
+from recbole_gtc.validation import validate_config
 from toydata import config_for, random_splits, write_dataset
 
 N_USERS, N_ITEMS = 40, 60
 
 
-def _build(tmp_path, **overrides):
+def _write(tmp_path):
     rng = np.random.default_rng(0)
     feats = {"image": rng.normal(size=(N_ITEMS, 6)).astype(np.float32),
              "text": rng.normal(size=(N_ITEMS, 5)).astype(np.float32)}
     write_dataset(tmp_path, "mm", random_splits(N_USERS, N_ITEMS), feats, N_ITEMS)
+
+
+def _build(tmp_path, **overrides):
+    _write(tmp_path)
     overrides.setdefault("train_batch_size", 16)
     config = config_for(tmp_path, "mm", model="GTC", user_graph_k=5, knn_k=4, **overrides)
     torch.manual_seed(0)
@@ -121,5 +126,8 @@ def test_sampled_scope_trains(tmp_path):
 
 
 def test_bad_candidates_refused(tmp_path):
-    with pytest.raises(RecboleGTCError, match="tc_candidates"):
-        _build(tmp_path, tc_scope="sampled", tc_candidates=0)
+    # Refused by validation (GTC.config_rules) before a model exists; the model does not check again.
+    _write(tmp_path)
+    config = config_for(tmp_path, "mm", model="GTC", tc_scope="sampled", tc_candidates=0)
+    with pytest.raises(RecboleGTCError, match=r"^tc_candidates=0: must be an integer >= 1$"):
+        validate_config(config)

@@ -1,8 +1,8 @@
 """DRAGON: Enhancing Dyadic Relations with Homogeneous Graphs for Multimodal Recommendation
 (Zhou, Zhou, Zhang, Liu, Miao; ECAI 2023), as computed by MMRec's released ``dragon.py``,
-for any number M of modalities. DRAGON is GTC's backbone and shares GTC's modules:
-the user-item graph and its propagation (``bipartite.py``), the item kNN graph and the
-user co-interaction graph with its per-epoch padding (``graphs.py``).
+for any number M of modalities. DRAGON is GTC's backbone: :class:`~recbole_gtc.model.gtc.GTC`
+derives from this class and changes its item views (an ID view, a diffusion filter, a gate)
+and the item-graph step, and adds its losses.
 
 One forward pass (paper Sec. 3):
 
@@ -25,8 +25,9 @@ import torch.nn.functional as F
 
 from recbole_gtc.model.bipartite import normalized_bipartite_adjacency, propagate
 from recbole_gtc.model.graphs import epoch_generator, user_user_graph
-from recbole_gtc.model.mm_base import MultiModalRecommender, power_propagate
+from recbole_gtc.model.mm_base import MultiModalRecommender, bpr_loss, power_propagate
 from recbole_gtc.model.sparse import NeighbourProduct, to_csr
+from recbole_gtc.validation import MMREC_KEYS
 
 _LN2 = math.log(2.0)
 
@@ -34,38 +35,58 @@ _LN2 = math.log(2.0)
 class DRAGON(MultiModalRecommender):
     r"""DRAGON as a RecBole general recommender.
 
+    A subclass changes the views through :attr:`views`, :meth:`build_item_encoders` and the
+    item graph through :meth:`item_graph_weights`, :meth:`register_item_graph` and
+    :meth:`propagate_items`; everything else (the user-item graph, the user graph and its
+    per-epoch padding, the fusion, BPR and the regulariser) is this class's.
+
     Attributes (after ``__init__``):
         norm_adj (sparse CSR Tensor): ``(U + I, U + I)`` normalised training user-item graph (symmetric).
         item_graph (sparse Tensor): ``(I, I)`` item kNN graph of the raw features.
         user_graph (UserGraph): top-``user_graph_k`` co-interaction neighbours of each user.
         user_nb_index, user_nb_weight (Tensor): ``(U, k)`` this epoch's padded neighbour table.
+        user_preference (ParameterDict): view -> ``P_v`` ``(U, d)``.
+        user_view_weight (Parameter): ``(U, V)`` per-user view weights ``w``.
     """
 
     required_keys = ("embedding_size", "reg_weight", "n_layers", "n_mm_layers", "knn_k", "mm_image_weight",
                      "user_graph_k", "knn_chunk_size")
+    optional_keys = ("graph_cache_dir",)
+    config_rules = MMREC_KEYS
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         feats = dataset.modality_feats
         d = self.embedding_size
-        self.graph_cache_dir = config["graph_cache_dir"]
+        # Frozen content: buffers, not parameters (the released GTC's trainable copies were dead weight).
         for name, feat in feats.items():
             self.register_buffer(f"feat_{name}", feat.float(), persistent=False)
-        # Two-layer MLP per modality, hidden 4d (the released GCN module's MLP / MLP_1).
+        self.build_item_encoders(feats)
+        # P_v: one learned user-preference matrix per view, (U, d).
+        self.user_preference = nn.ParameterDict(
+            {v: nn.Parameter(nn.init.xavier_normal_(torch.empty(self.n_users, d))) for v in self.views}
+        )
+        # w: per-user view weights (U, V), softmaxed once at init and then trained freely (as released).
+        self.user_view_weight = nn.Parameter(
+            torch.softmax(nn.init.xavier_normal_(torch.empty(self.n_users, len(self.views))), dim=1)
+        )
+        self._build_graphs(dataset, feats)
+
+    @property
+    def views(self):
+        """The views' names, in the order of their d-wide blocks in the fused representations."""
+        return self.modalities
+
+    def build_item_encoders(self, feats):
+        """The modules that make the item views from the frozen features ``feats`` (modality ->
+        ``(I, D_m)``): a two-layer MLP per modality, hidden 4d (the released GCN module's MLP / MLP_1)."""
+        d = self.embedding_size
         self.projections = nn.ModuleDict({
             m: nn.Sequential(nn.Linear(feats[m].shape[1], 4 * d), nn.LeakyReLU(), nn.Linear(4 * d, d))
             for m in self.modalities
         })
-        # P_m: one learned user-preference matrix per modality, (U, d).
-        self.user_preference = nn.ParameterDict(
-            {m: nn.Parameter(nn.init.xavier_normal_(torch.empty(self.n_users, d))) for m in self.modalities}
-        )
-        # w: per-user view weights (U, M), softmaxed once at init and then trained freely (as released).
-        self.user_view_weight = nn.Parameter(
-            torch.softmax(nn.init.xavier_normal_(torch.empty(self.n_users, len(self.modalities))), dim=1)
-        )
-        self._build_graphs(dataset, feats)
 
+    # ------------------------------------------------------------------ graphs
     def _build_graphs(self, dataset, feats):
         """User-item, item-item and user-user graphs from the TRAINING split and the raw features."""
         users, items = self.training_pairs(dataset)
@@ -74,12 +95,8 @@ class DRAGON(MultiModalRecommender):
             "norm_adj", to_csr(normalized_bipartite_adjacency(users, items, self.n_users, self.n_items)),
             persistent=False,
         )
-        self.register_buffer(
-            "item_graph",
-            self.item_knn_graph(feats, self.knn_k, self.modality_weights(self.mm_image_weight),
-                                chunk_size=self.knn_chunk_size, cache_dir=self.graph_cache_dir),
-            persistent=False,
-        )
+        self.register_item_graph(self.item_knn_graph(feats, self.knn_k, self.item_graph_weights(),
+                                                     chunk_size=self.knn_chunk_size, cache_dir=self.graph_cache_dir))
         self.user_graph = user_user_graph(users, items, self.n_users, self.n_items, k=self.user_graph_k,
                                           cache_dir=self.graph_cache_dir)
         self.user_graph_product = NeighbourProduct()
@@ -88,17 +105,52 @@ class DRAGON(MultiModalRecommender):
         self.register_buffer("user_nb_weight", torch.zeros(self.n_users, self.user_graph_k))
         self.on_epoch_start(0)
 
+    def item_graph_weights(self):
+        """Item-graph weight per modality: ``mm_image_weight`` for ``image`` (MMRec's rule)."""
+        return self.modality_weights(self.mm_image_weight)
+
+    def register_item_graph(self, graph):
+        """Keep the item kNN graph ``graph`` (sparse COO ``(I, I)``) as a buffer."""
+        self.register_buffer("item_graph", graph, persistent=False)
+
+    def propagate_items(self, h_items):
+        """``h + S^L h`` (L = ``n_mm_layers``; the last layer only, as released), ``(I, D)`` -> ``(I, D)``."""
+        return h_items + power_propagate(self.item_graph, h_items, self.n_mm_layers)
+
     def on_epoch_start(self, epoch_idx):
-        """Re-draw the padding of users with fewer than k neighbours (once per epoch, as released;
-        the same draws as GTC's for the same seed and epoch)."""
+        """Re-draw the padding of users with fewer than k neighbours (once per epoch, as released)."""
         generator = epoch_generator(self.seed, epoch_idx)
         index, weight = self.user_graph.sample(generator=generator)
         self.user_nb_index = index.to(self.user_nb_index.device)
         self.user_nb_weight = weight.to(self.user_nb_weight.device)
 
+    # ------------------------------------------------------------------ forward
     def content_views(self):
         """Projected content ``F_m`` of every item, each ``(n_items, d)``."""
         return {m: self.projections[m](getattr(self, f"feat_{m}")) for m in self.modalities}
+
+    def propagate_views(self, item_views):
+        """Steps 2-4 of the module docstring: each view over the user-item graph, the fusion, the
+        homogeneous graphs.
+
+        Args:
+            item_views (list of Tensor): one ``(n_items, d)`` per view, in :attr:`views` order.
+
+        Returns:
+            (Tensor, Tensor): users ``(n_users, V*d)`` and items ``(n_items, V*d)``.
+        """
+        # All views go through the sparse product together (one (U+I) x V*d matrix).
+        x = torch.cat(
+            [F.normalize(torch.cat([self.user_preference[v], item_view]), dim=1)
+             for v, item_view in zip(self.views, item_views)],
+            dim=1,
+        )
+        r = propagate(self.norm_adj, x, n_layers=self.n_layers, adj_t=self.norm_adj)
+        r_users, h_items = torch.split(r, [self.n_users, self.n_items])
+        h_users = r_users * self.user_view_weight.repeat_interleave(self.embedding_size, dim=1)  # w_uv on view v
+        h_items = self.propagate_items(h_items)
+        h_users = h_users + self.user_graph_product(h_users, self.user_nb_index, self.user_nb_weight)
+        return h_users, h_items
 
     def forward(self):
         """Full-graph forward pass.
@@ -107,27 +159,20 @@ class DRAGON(MultiModalRecommender):
             (Tensor, Tensor): users ``(n_users, M*d)`` and items ``(n_items, M*d)``.
         """
         content = self.content_views()
-        x = torch.cat(
-            [F.normalize(torch.cat([self.user_preference[m], content[m]]), dim=1) for m in self.modalities], dim=1
-        )
-        r = propagate(self.norm_adj, x, n_layers=self.n_layers, adj_t=self.norm_adj)
-        r_users, h_items = torch.split(r, [self.n_users, self.n_items])
-        h_users = r_users * self.user_view_weight.repeat_interleave(self.embedding_size, dim=1)
-        h_items = h_items + power_propagate(self.item_graph, h_items, self.n_mm_layers)
-        h_users = h_users + self.user_graph_product(h_users, self.user_nb_index, self.user_nb_weight)
-        return h_users, h_items
+        return self.propagate_views([content[m] for m in self.modalities])
 
-    def calculate_loss(self, interaction):
+    def backbone_loss(self, h_users, h_items, interaction):
+        """BPR in base 2 plus the regulariser (Sec. 3.4) of the batch, from the final
+        representations ``h_users`` ``(U, V*d)`` and ``h_items`` ``(I, V*d)``; a scalar."""
         user = interaction[self.USER_ID]
-        pos = interaction[self.ITEM_ID]
-        neg = interaction[self.NEG_ITEM_ID]
-        h_users, h_items = self.forward()
         u = h_users[user]
-        diff = (u * h_items[pos]).sum(-1) - (u * h_items[neg]).sum(-1)
-        bpr = -F.logsigmoid(diff).mean() / _LN2  # -mean(log2 sigmoid(.)), computed stably
-        reg = sum((self.user_preference[m][user] ** 2).mean() for m in self.modalities)
+        bpr = bpr_loss(u, h_items[interaction[self.ITEM_ID]], h_items[interaction[self.NEG_ITEM_ID]]) / _LN2
+        reg = sum((self.user_preference[v][user] ** 2).mean() for v in self.views)
         reg = reg + (self.user_view_weight ** 2).mean()
         return bpr + self.reg_weight * reg
+
+    def calculate_loss(self, interaction):
+        return self.backbone_loss(*self.forward(), interaction)
 
     def compute_embeddings(self):
         return self.forward()

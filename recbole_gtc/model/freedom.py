@@ -17,12 +17,12 @@ for any number M of modalities.
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from recbole_gtc.model.bipartite import normalized_bipartite_adjacency
 from recbole_gtc.model.graphs import epoch_generator
-from recbole_gtc.model.mm_base import MultiModalRecommender, lightgcn_mean, power_propagate
+from recbole_gtc.model.mm_base import MultiModalRecommender, bpr_loss, lightgcn_mean, power_propagate
 from recbole_gtc.utils import RecboleGTCError
+from recbole_gtc.validation import MMREC_KEYS, boolean
 
 
 def degree_sensitive_values(users, items, n_users, n_items):
@@ -85,6 +85,8 @@ class FREEDOM(MultiModalRecommender):
 
     required_keys = ("embedding_size", "feat_embed_dim", "reg_weight", "n_ui_layers", "n_mm_layers", "knn_k",
                      "mm_image_weight", "dropout", "knn_chunk_size", "train_features")
+    optional_keys = ("graph_cache_dir",)
+    config_rules = dict(MMREC_KEYS, train_features=boolean())
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -93,8 +95,6 @@ class FREEDOM(MultiModalRecommender):
                 f"FREEDOM scores users against projected features: feat_embed_dim ({self.feat_embed_dim}) "
                 f"must equal embedding_size ({self.embedding_size})"
             )
-        if not 0.0 <= float(self.dropout) < 1.0:
-            raise RecboleGTCError(f"dropout must be in [0, 1), got {self.dropout}")
         feats = dataset.modality_feats
         d = self.embedding_size
         self.user_embedding = nn.Embedding(self.n_users, d)
@@ -120,7 +120,7 @@ class FREEDOM(MultiModalRecommender):
         self.register_buffer(
             "item_graph",
             self.item_knn_graph(feats, self.knn_k, self.modality_weights(self.mm_image_weight),
-                                chunk_size=self.knn_chunk_size, cache_dir=config["graph_cache_dir"]),
+                                chunk_size=self.knn_chunk_size, cache_dir=self.graph_cache_dir),
             persistent=False,
         )
         self.register_buffer("masked_adj", self.norm_adj, persistent=False)
@@ -151,22 +151,18 @@ class FREEDOM(MultiModalRecommender):
         users, items = torch.split(lightgcn_mean(adj, ego, self.n_ui_layers), [self.n_users, self.n_items])
         return users, items + h
 
-    @staticmethod
-    def _bpr(u, pos, neg):
-        return -F.logsigmoid((u * pos).sum(-1) - (u * neg).sum(-1)).mean()
-
     def calculate_loss(self, interaction):
         user = interaction[self.USER_ID]
         pos = interaction[self.ITEM_ID]
         neg = interaction[self.NEG_ITEM_ID]
         users, items = self.forward(self.masked_adj)
         u = users[user]
-        loss = self._bpr(u, items[pos], items[neg])
+        loss = bpr_loss(u, items[pos], items[neg])
         modal = 0.0
         for m in self.modalities:
             # Only the batch's items are projected (the released code projects every item each step).
             proj = self.projections[m]
-            modal = modal + self._bpr(u, proj(self.features[m][pos]), proj(self.features[m][neg]))
+            modal = modal + bpr_loss(u, proj(self.features[m][pos]), proj(self.features[m][neg]))
         return loss + self.reg_weight * modal
 
     def compute_embeddings(self):

@@ -12,6 +12,10 @@ modalities (M = 2 reproduces the released model). One training step:
 6. propagate over the homogeneous graphs (item kNN graph S, user co-interaction graph)
 7. score y_ui = <H_u, H_i>;  loss = BPR + reg + TC (Symile over ID + content views) + diffusion MSE
 
+Steps 4-6, BPR and the regulariser are DRAGON's (:class:`~recbole_gtc.model.dragon.DRAGON`,
+which this class extends) over V = M + 1 views, the ID view first; GTC changes the item views
+(steps 1-3) and adds the TC and diffusion losses.
+
 "User-aware" in the paper vs the code: the paper describes user-aware filtering;
 the released code conditions the denoiser on the item ID embedding only. This class
 implements the code's behaviour.
@@ -22,23 +26,18 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from recbole.model.abstract_recommender import GeneralRecommender
-from recbole.utils import InputType
 
-from recbole_gtc.model.bipartite import normalized_bipartite_adjacency, propagate
 from recbole_gtc.model.denoiser import ConditionalDenoiser
 from recbole_gtc.model.diffusion import GaussianDiffusion
+from recbole_gtc.model.dragon import DRAGON
 from recbole_gtc.model.gate import similarity_gate
-from recbole_gtc.model.graphs import epoch_generator, item_item_graph, user_user_graph
-from recbole_gtc.model.scoring import CachedEvalScores
-from recbole_gtc.model.sparse import NeighbourProduct, sparse_mm, to_csr, transpose_csr
+from recbole_gtc.model.sparse import sparse_mm, to_csr, transpose_csr
 from recbole_gtc.model.tc_loss import pairwise_infonce_loss, symile_loss
 from recbole_gtc.utils import RecboleGTCError
+from recbole_gtc.validation import boolean, choice, integer, mapping, number, string
 
-_LN2 = math.log(2.0)
 
-
-class GTC(CachedEvalScores, GeneralRecommender):
+class GTC(DRAGON):
     r"""GTC as a RecBole general recommender.
 
     Needs a :class:`~recbole_gtc.data.MultiModalDataset` (a dataset whose YAML names
@@ -46,22 +45,58 @@ class GTC(CachedEvalScores, GeneralRecommender):
     graph) comes from the training split the model is built with.
     """
 
-    input_type = InputType.PAIRWISE
+    required_keys = (
+        "embedding_size", "reg_weight", "tc_weight", "diff_weight", "noise_steps", "beta_start", "beta_end",
+        "eval_noise_seed", "logit_scale_init", "tc_chunk_size", "gate_temperature", "knn_k", "n_mm_layers",
+        "user_graph_k", "knn_chunk_size", "use_diffusion", "use_tc", "tc_mode", "tc_scope", "use_gate",
+        "train_denoiser", "tc_candidates",
+    )
+    optional_keys = ("eval_timestep", "mm_graph_weights", "graph_cache_dir")
+    #: Defaults in properties/model/GTC.yaml. Rules that relate two keys (beta_start < beta_end,
+    #: eval_timestep < noise_steps) are validation.check_cross's.
+    config_rules = {
+        "embedding_size": integer(1),
+        "reg_weight": number(0),
+        "tc_weight": number(0),
+        "diff_weight": number(0),
+        "noise_steps": integer(2),
+        "beta_start": number(0, 1, low_open=True, high_open=True),
+        "beta_end": number(0, 1, low_open=True, high_open=True),
+        "eval_timestep": integer(1, optional=True),
+        "eval_noise_seed": integer(0),
+        "logit_scale_init": number(0, low_open=True),
+        "tc_chunk_size": integer(1),
+        "gate_temperature": number(0, low_open=True),
+        "knn_k": integer(1),
+        "mm_graph_weights": mapping(number(0), optional=True),
+        "n_mm_layers": integer(0),
+        "user_graph_k": integer(1),
+        "knn_chunk_size": integer(1),
+        "graph_cache_dir": string(optional=True),
+        "use_diffusion": boolean(),
+        "use_tc": boolean(),
+        "tc_mode": choice("symile", "pairwise"),
+        "tc_scope": choice("all", "batch", "sampled"),
+        "tc_candidates": integer(1),
+        "use_gate": boolean(),
+        "train_denoiser": boolean(),
+    }
+    #: User-item propagation hops (hard-coded 2 in the released code).
+    n_layers = 2
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        feats = getattr(dataset, "modality_feats", None)
-        if not feats:
-            raise RecboleGTCError(
-                f"GTC needs item modality features: dataset '{config['dataset']}' has no 'modalities' in its YAML"
-            )
-        self._read_config(config)
-        self.modalities = list(feats)
-        d = self.embedding_size
+        self.eval_timestep = self.eval_timestep or self.noise_steps // 2
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(self.logit_scale_init)))
 
-        # Frozen content: buffers, not parameters (trainable feature copies were dead weight in the released code).
-        for name, feat in feats.items():
-            self.register_buffer(f"feat_{name}", feat.float(), persistent=False)
+    @property
+    def views(self):
+        """The ID view, then one view per modality."""
+        return ["id"] + self.modalities
+
+    def build_item_encoders(self, feats):
+        """A linear projection per modality, the item ID embedding and the diffusion filter."""
+        d = self.embedding_size
         self.projections = nn.ModuleDict({m: nn.Linear(feats[m].shape[1], d) for m in self.modalities})
         self.item_id_embedding = nn.Embedding(self.n_items, d)  # N(0, 1) init, as released
 
@@ -73,90 +108,28 @@ class GTC(CachedEvalScores, GeneralRecommender):
             # still flow *through* them to the projections and the ID embedding.
             self.denoisers.requires_grad_(False)
 
-        # One learned user-preference matrix per view (ID + each modality).
-        self.views = ["id"] + self.modalities
-        self.user_preference = nn.ParameterDict(
-            {v: nn.Parameter(nn.init.xavier_normal_(torch.empty(self.n_users, d))) for v in self.views}
-        )
-        # Per-user view weights: softmaxed once at init, then trained freely (as released).
-        self.user_view_weight = nn.Parameter(
-            torch.softmax(nn.init.xavier_normal_(torch.empty(self.n_users, len(self.views))), dim=1)
-        )
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(self.logit_scale_init)))
-
-        self._build_graphs(config, dataset, feats)
-
-    def _read_config(self, config):
-        keys = [
-            "embedding_size", "reg_weight", "tc_weight", "diff_weight", "noise_steps", "beta_start", "beta_end",
-            "eval_noise_seed", "logit_scale_init", "tc_chunk_size", "gate_temperature", "knn_k", "n_mm_layers",
-            "user_graph_k", "knn_chunk_size", "use_diffusion", "use_tc", "tc_mode", "tc_scope", "use_gate",
-            "train_denoiser", "tc_candidates",
-        ]
-        missing = [k for k in keys if config[k] is None]
-        if missing:
-            raise RecboleGTCError(f"GTC config is missing {missing} (see properties/model/GTC.yaml)")
-        for key in keys:
-            setattr(self, key, config[key])
-        if self.tc_mode not in ("symile", "pairwise"):
-            raise RecboleGTCError(f"tc_mode must be symile or pairwise, got '{self.tc_mode}'")
-        if self.tc_scope not in ("all", "batch", "sampled"):
-            raise RecboleGTCError(f"tc_scope must be all, batch or sampled, got '{self.tc_scope}'")
-        if int(self.tc_candidates) < 1:
-            raise RecboleGTCError(f"tc_candidates must be >= 1, got {self.tc_candidates}")
-        self.eval_timestep = config["eval_timestep"] or self.noise_steps // 2
-        if not 1 <= self.eval_timestep < self.noise_steps:
-            raise RecboleGTCError(f"eval_timestep must be in [1, {self.noise_steps - 1}], got {self.eval_timestep}")
-        self.mm_graph_weights = config["mm_graph_weights"] or {}
-        self.graph_cache_dir = config["graph_cache_dir"]
-        self.seed = config["seed"] or 0
-
     # ------------------------------------------------------------------ graphs
-    def _build_graphs(self, config, dataset, feats):
-        """User-item, item-item and user-user graphs from the TRAINING split and raw features."""
-        users = dataset.inter_feat[dataset.uid_field].numpy()
-        items = dataset.inter_feat[dataset.iid_field].numpy()
-        # CSR, symmetric: it is its own transpose in the backward (recbole_gtc/model/sparse.py).
-        self.register_buffer(
-            "norm_adj", to_csr(normalized_bipartite_adjacency(users, items, self.n_users, self.n_items)),
-            persistent=False,
-        )
-
-        # Item kNN graph over real items (row 0 is padding, it gets no edges).
-        s = item_item_graph(
-            {m: feats[m][1:] for m in self.modalities}, self.knn_k, self.modality_weights(),
-            chunk_size=self.knn_chunk_size, cache_dir=self.graph_cache_dir,
-        )
-        index = s.indices() + 1
-        item_graph = torch.sparse_coo_tensor(index, s.values(), (self.n_items, self.n_items)).coalesce()
-        self.register_buffer("item_graph", to_csr(item_graph), persistent=False)
-        self.register_buffer("item_graph_t", transpose_csr(item_graph), persistent=False)  # kNN is not symmetric
-
-        self.user_graph = user_user_graph(
-            users, items, self.n_users, self.n_items, k=self.user_graph_k, cache_dir=self.graph_cache_dir
-        )
-        # This epoch's padded neighbour lists (U, k), re-drawn by on_epoch_start. Persistent:
-        # predictions depend on them, so the best checkpoint must hold the best epoch's draw.
-        k = self.user_graph_k
-        self.user_graph_product = NeighbourProduct()
-        self.register_buffer("user_nb_index", torch.zeros(self.n_users, k, dtype=torch.long))
-        self.register_buffer("user_nb_weight", torch.zeros(self.n_users, k))
-        self.on_epoch_start(0)
-
-    def modality_weights(self):
+    def item_graph_weights(self):
         """Item-graph weight per modality: configured ones, 1/M for unlisted ones, normalised to sum 1."""
-        raw = {m: float(self.mm_graph_weights.get(m, 1.0 / len(self.modalities))) for m in self.modalities}
+        configured = self.mm_graph_weights or {}
+        raw = {m: float(configured.get(m, 1.0 / len(self.modalities))) for m in self.modalities}
         total = sum(raw.values())
-        if total <= 0:
+        if total <= 0:  # each weight is >= 0 (validated); all zero depends on the dataset's modalities
             raise RecboleGTCError(f"mm_graph_weights must be positive, got {raw}")
         return {m: w / total for m, w in raw.items()}
 
-    def on_epoch_start(self, epoch_idx):
-        """Re-draw the padding of users with fewer than k neighbours (once per epoch, as released)."""
-        generator = epoch_generator(self.seed, epoch_idx)
-        index, weight = self.user_graph.sample(generator=generator)
-        self.user_nb_index = index.to(self.user_nb_index.device)
-        self.user_nb_weight = weight.to(self.user_nb_weight.device)
+    def register_item_graph(self, graph):
+        """The item kNN graph in CSR with its transpose (kNN is not symmetric), for :func:`sparse_mm`."""
+        self.register_buffer("item_graph", to_csr(graph), persistent=False)
+        self.register_buffer("item_graph_t", transpose_csr(graph), persistent=False)
+
+    def propagate_items(self, h_items):
+        """``h + S h + ... + S^L h`` (L = ``n_mm_layers``), ``(I, D)`` -> ``(I, D)``."""
+        h = h_items
+        for _ in range(self.n_mm_layers):
+            h = sparse_mm(self.item_graph, h, self.item_graph_t)
+            h_items = h_items + h
+        return h_items
 
     # ------------------------------------------------------------------ forward
     def content_views(self):
@@ -166,7 +139,7 @@ class GTC(CachedEvalScores, GeneralRecommender):
         0.005% with float32 ones; on synth-mm bf16 then kept test Recall@20 within 1% of float32
         at every seed tried (README, "Performance"), for 1.02x a bf16 step's time."""
         with torch.autocast(self.item_id_embedding.weight.device.type, enabled=False):
-            return {m: self.projections[m](getattr(self, f"feat_{m}")) for m in self.modalities}
+            return super().content_views()
 
     def denoise(self, content, cond):
         """Diffuse then denoise each modality conditioned on ``cond`` (the item ID embedding, not detached).
@@ -218,51 +191,19 @@ class GTC(CachedEvalScores, GeneralRecommender):
         content = [denoised[m] for m in self.modalities]
         e_gated = similarity_gate([e] + content, self.gate_temperature) if self.use_gate else e
 
-        # Each view: [P_view ; item view] row-normalised, propagated over the user-item graph.
-        # All views go through the sparse product together (one (U+I) x V*d matrix).
-        # The graph part runs in float32 even under mixed precision: sparse products are
+        # Steps 4-6 (DRAGON's), in float32 even under mixed precision: sparse products are
         # memory-bound (nothing to gain) and their backward refuses mixed dtypes.
         with torch.autocast(e.device.type, enabled=False):
-            return self._propagate_views(e, e_gated.float(), [c.float() for c in content], denoised, diff_loss)
-
-    def _propagate_views(self, e, e_gated, content, denoised, diff_loss):
-        """Steps 4-6 of the class docstring (float32); arguments and result as in :meth:`forward`."""
-        x = torch.cat(
-            [F.normalize(torch.cat([self.user_preference[v], item_view]), dim=1)
-             for v, item_view in zip(self.views, [e_gated] + content)],
-            dim=1,
-        )
-        r = propagate(self.norm_adj, x, n_layers=2, adj_t=self.norm_adj)
-        r_users, r_items = torch.split(r, [self.n_users, self.n_items])
-
-        d = self.embedding_size
-        weight = self.user_view_weight.repeat_interleave(d, dim=1)  # (U, V*d): w_uv on view v's block
-        h_users = r_users * weight
-        h_items = r_items
-
-        h = h_items
-        for _ in range(self.n_mm_layers):
-            h = sparse_mm(self.item_graph, h, self.item_graph_t)
-            h_items = h_items + h
-        h_users = h_users + self.user_graph_product(h_users, self.user_nb_index, self.user_nb_weight)
+            h_users, h_items = self.propagate_views([e_gated.float()] + [c.float() for c in content])
         return {"user": h_users, "item": h_items, "id": e, "denoised": denoised, "diff_loss": diff_loss}
 
     # ------------------------------------------------------------------ losses
     def calculate_loss(self, interaction):
-        user = interaction[self.USER_ID]
-        pos = interaction[self.ITEM_ID]
-        neg = interaction[self.NEG_ITEM_ID]
         out = self.forward()
-        u = out["user"][user]
-        diff = (u * out["item"][pos]).sum(-1) - (u * out["item"][neg]).sum(-1)
-        bpr = -F.logsigmoid(diff).mean() / _LN2  # -mean(log2 sigmoid(.)), computed stably
-
-        reg = sum((self.user_preference[v][user] ** 2).mean() for v in self.views)
-        reg = reg + (self.user_view_weight ** 2).mean()
-        loss = bpr + self.reg_weight * reg
-
+        loss = self.backbone_loss(out["user"], out["item"], interaction)
         if self.use_tc:
-            loss = loss + self.tc_weight * self.tc_loss(out, torch.cat([pos, neg]))
+            loss = loss + self.tc_weight * self.tc_loss(out, torch.cat([interaction[self.ITEM_ID],
+                                                                        interaction[self.NEG_ITEM_ID]]))
         if self.use_diffusion:
             loss = loss + self.diff_weight * out["diff_loss"]
         return loss

@@ -27,10 +27,13 @@ import itertools
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from recbole.model.loss import EmbLoss
 
 from recbole_gtc.model.bipartite import normalized_bipartite_adjacency
-from recbole_gtc.model.mm_base import MultiModalRecommender, lightgcn_mean, power_propagate, sparse_from_scipy
+from recbole_gtc.model.mm_base import (MultiModalRecommender, bpr_loss, lightgcn_mean, power_propagate,
+                                       sparse_from_scipy)
 from recbole_gtc.utils import RecboleGTCError
+from recbole_gtc.validation import MMREC_KEYS, choice, integer, number
 
 
 def gumbel_softmax(logits, tau, generator=None):
@@ -92,6 +95,8 @@ class LGMRec(MultiModalRecommender):
 
     required_keys = ("embedding_size", "feat_embed_dim", "cf_model", "n_ui_layers", "n_mm_layers", "n_hyper_layer",
                      "hyper_num", "keep_rate", "alpha", "cl_weight", "reg_weight", "tau", "eval_noise_seed")
+    config_rules = dict(MMREC_KEYS, cf_model=choice("lightgcn", "mf"), tau=number(0, low_open=True),
+                        eval_noise_seed=integer(0))
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -100,12 +105,6 @@ class LGMRec(MultiModalRecommender):
                 f"LGMRec adds modality and ID embeddings: feat_embed_dim ({self.feat_embed_dim}) "
                 f"must equal embedding_size ({self.embedding_size})"
             )
-        if self.cf_model not in ("lightgcn", "mf"):
-            raise RecboleGTCError(f"cf_model must be lightgcn or mf, got '{self.cf_model}'")
-        if not 0.0 < float(self.keep_rate) <= 1.0:
-            raise RecboleGTCError(f"keep_rate must be in (0, 1], got {self.keep_rate}")
-        if int(self.n_hyper_layer) < 1 or int(self.hyper_num) < 1:
-            raise RecboleGTCError("n_hyper_layer and hyper_num must be >= 1")
         feats = dataset.modality_feats
         d = self.embedding_size
         for name, feat in feats.items():
@@ -140,6 +139,7 @@ class LGMRec(MultiModalRecommender):
         real_items[0] = 0
         self.register_buffer("real_users", real_users, persistent=False)
         self.register_buffer("real_items", real_items, persistent=False)
+        self.reg_loss = EmbLoss()  # (||e_u|| + ||e_p|| + ||e_n||) / B, Eq. 11's regulariser
 
     # ------------------------------------------------------------------ parts
     def collaborative(self):
@@ -202,9 +202,7 @@ class LGMRec(MultiModalRecommender):
         neg = interaction[self.NEG_ITEM_ID]
         out = self.forward()
         u, p, n = out["user"][user], out["item"][pos], out["item"][neg]
-        bpr = -F.logsigmoid((u * p).sum(-1) - (u * n).sum(-1)).mean()
-        reg = (u.norm() + p.norm() + n.norm()) / u.shape[0]
-        loss = bpr + self.reg_weight * reg
+        loss = bpr_loss(u, p, n) + self.reg_weight * self.reg_loss(u, p, n)
         if len(self.modalities) > 1:
             loss = loss + self.cl_weight * self.contrastive(out["hyper"], user, pos)
         return loss

@@ -1,18 +1,22 @@
-"""What the multi-modal baselines (DRAGON, FREEDOM, LGMRec, VBPR) share.
+"""What the multi-modal models (GTC, DRAGON, FREEDOM, LGMRec, VBPR) share.
 
 * :class:`MultiModalRecommender`: a RecBole ``GeneralRecommender`` that reads the
   dataset's modality features (raising :class:`RecboleGTCError` when there are none),
-  checks its config keys, and scores from representations computed **once per
-  evaluation in eval mode** (invalidated by ``train()``/``load_state_dict()``, as in
-  GTC), never from embeddings cached by the last training batch.
+  reads its config keys (their types and ranges are checked before, by
+  :mod:`recbole_gtc.validation`, from each model's ``config_rules``), and scores from
+  representations computed **once per evaluation in eval mode** (invalidated by
+  ``train()``/``load_state_dict()``), never from embeddings cached by the last training batch.
 * Graph helpers over the training split: the binary interaction matrix, the
-  symmetric-normalised user-item adjacency (shared with GTC, ``bipartite.py``) and the
-  item kNN graph of the raw features (shared with GTC, ``graphs.py``: chunked, never a
-  dense ``I x I``), padded so that row/column 0 (RecBole's padding item) has no edges.
+  symmetric-normalised user-item adjacency (``bipartite.py``) and the item kNN graph of the
+  raw features (``graphs.py``: chunked, never a dense ``I x I``), padded so that row/column 0
+  (RecBole's padding item) has no edges.
+* :func:`bpr_loss`, the BPR term of the MMRec models as released (VBPR's is RecBole's own
+  :class:`~recbole.model.loss.BPRLoss`).
 """
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 
@@ -32,6 +36,11 @@ class MultiModalRecommender(CachedEvalScores, GeneralRecommender):
     input_type = InputType.PAIRWISE
     #: Config keys the model needs (each must be set, by the model YAML or the user).
     required_keys = ()
+    #: Config keys the model reads that may be ``~`` (None).
+    optional_keys = ()
+    #: ``{key: rule}`` for :mod:`recbole_gtc.validation`: each key's type and range, checked
+    #: before the model is built; the model itself does not check them again.
+    config_rules = {}
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -44,7 +53,7 @@ class MultiModalRecommender(CachedEvalScores, GeneralRecommender):
         missing = [k for k in self.required_keys if config[k] is None]
         if missing:
             raise RecboleGTCError(f"{name} config is missing {missing} (see properties/model/{name}.yaml)")
-        for key in self.required_keys:
+        for key in self.required_keys + self.optional_keys:
             setattr(self, key, config[key])
         self.modalities = list(feats)
         self.seed = int(config["seed"] or 0)
@@ -72,8 +81,6 @@ class MultiModalRecommender(CachedEvalScores, GeneralRecommender):
             return {mods[0]: 1.0}
         if "image" not in mods:
             return {m: 1.0 / len(mods) for m in mods}
-        if not 0.0 <= float(image_weight) <= 1.0:
-            raise RecboleGTCError(f"mm_image_weight must be in [0, 1], got {image_weight}")
         rest = (1.0 - float(image_weight)) / (len(mods) - 1)
         return {m: float(image_weight) if m == "image" else rest for m in mods}
 
@@ -89,6 +96,21 @@ class MultiModalRecommender(CachedEvalScores, GeneralRecommender):
         s = item_item_graph({m: feats[m][1:] for m in self.modalities}, k, weights,
                             chunk_size=chunk_size, cache_dir=cache_dir)
         return torch.sparse_coo_tensor(s.indices() + 1, s.values(), (self.n_items, self.n_items)).coalesce()
+
+
+def bpr_loss(u, pos, neg):
+    """``-mean log sigmoid(<u, pos> - <u, neg>)``, through ``logsigmoid`` as MMRec's DRAGON,
+    FREEDOM and LGMRec compute it. RecBole's :class:`~recbole.model.loss.BPRLoss` takes
+    ``log(1e-10 + sigmoid(.))``, which rounds differently and stops at ``-log(1e-10)`` for badly
+    ordered pairs, so these models keep the released form.
+
+    Args:
+        u, pos, neg (Tensor): ``(B, D)`` rows of the batch's users, positive and negative items.
+
+    Returns:
+        Tensor: scalar.
+    """
+    return -F.logsigmoid((u * pos).sum(-1) - (u * neg).sum(-1)).mean()
 
 
 def sparse_from_scipy(matrix):

@@ -11,10 +11,10 @@ Loss (paper Eq. 4 with MMRec's regulariser): ``-mean log(1e-10 + sigmoid(y_ui - 
 
 import torch
 import torch.nn as nn
+from recbole.model.loss import BPRLoss, EmbLoss
 
 from recbole_gtc.model.mm_base import MultiModalRecommender
-
-_GAMMA = 1e-10  # MMRec's BPRLoss: log(gamma + sigmoid(.))
+from recbole_gtc.validation import MMREC_KEYS
 
 
 class VBPR(MultiModalRecommender):
@@ -27,6 +27,7 @@ class VBPR(MultiModalRecommender):
     """
 
     required_keys = ("embedding_size", "reg_weight")
+    config_rules = MMREC_KEYS
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -39,6 +40,10 @@ class VBPR(MultiModalRecommender):
         self.content = nn.Linear(self.item_content.shape[1], d)
         nn.init.xavier_normal_(self.content.weight)
         nn.init.zeros_(self.content.bias)
+        # MMRec's BPRLoss and regulariser are RecBole's: -mean log(1e-10 + sigmoid(.)) and the
+        # batch rows' norms over B.
+        self.bpr_loss = BPRLoss()
+        self.reg_loss = EmbLoss()
 
     def forward(self):
         """``(users (n_users, 2d), items (n_items, 2d))``."""
@@ -50,9 +55,8 @@ class VBPR(MultiModalRecommender):
         neg = interaction[self.NEG_ITEM_ID]
         users, items = self.forward()
         u, p, n = users[user], items[pos], items[neg]
-        bpr = -torch.log(_GAMMA + torch.sigmoid((u * p).sum(-1) - (u * n).sum(-1))).mean()
-        reg = (u.norm() + p.norm() + n.norm()) / u.shape[0]
-        return bpr + self.reg_weight * reg
+        bpr = self.bpr_loss((u * p).sum(-1), (u * n).sum(-1))
+        return bpr + self.reg_weight * self.reg_loss(u, p, n)
 
     def compute_embeddings(self):
         return self.forward()
