@@ -16,6 +16,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1
+# The published studies ran under the AVX2 kernel pin, the default until 2026-12-06.
+export RECBOLE_GTC_CPU_KERNELS=avx2
 run() { python run_recbole_gtc.py --dataset="$1" --model="$2" --seeds="$3"; }
 
 SYNTH_MODELS='GTC,GTC[use_diffusion=False],GTC[use_tc=False],GTC[tc_mode=pairwise],GTC[use_gate=False],DRAGON,FREEDOM,LGMRec,VBPR,BPR,LightGCN,NGCF,SGL,EASE'

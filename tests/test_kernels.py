@@ -1,5 +1,6 @@
-"""CPU kernels are pinned to AVX2 when recbole_gtc is imported before torch (x86-64), and
-left native on request: the pin is what makes a seed give the same numbers across CPUs."""
+"""CPU kernels: torch's own by default (importing recbole_gtc changes no process-wide setting),
+pinned to AVX2 on request (``RECBOLE_GTC_CPU_KERNELS=avx2`` before recbole_gtc is imported,
+x86-64), and an unknown value of the switch is one clear error before a run starts."""
 
 import os
 import platform
@@ -7,6 +8,9 @@ import subprocess
 import sys
 
 import pytest
+
+from recbole_gtc.errors import RecboleGTCError
+from recbole_gtc.quick_start import load_config
 
 PROBE = ("import recbole_gtc, os, torch; "
          "print(torch.backends.cpu.get_cpu_capability(), os.environ.get('MKL_CBWR'), os.environ.get('ONEDNN_MAX_CPU_ISA'))")
@@ -21,21 +25,29 @@ def _probe(code, **env):
     return out.stdout.split()
 
 
-@x86
-def test_import_before_torch_pins_avx2():
-    assert _probe(PROBE) == ["AVX2", "AVX2", "AVX2"]
+def test_import_changes_no_kernel_setting():
+    unpinned = _probe("import os, torch; print(torch.backends.cpu.get_cpu_capability())")
+    capability, mkl, onednn = _probe(PROBE)
+    assert [capability] == unpinned and (mkl, onednn) == ("None", "None")
+    assert _probe(PROBE, RECBOLE_GTC_CPU_KERNELS="native")[1:] == ["None", "None"]
 
 
 @x86
-def test_native_opt_out_and_user_settings_are_kept():
-    capability, mkl, onednn = _probe(PROBE, RECBOLE_GTC_CPU_KERNELS="native")
-    assert (mkl, onednn) == ("None", "None")
-    assert _probe(PROBE, MKL_CBWR="COMPATIBLE")[1] == "COMPATIBLE"
+def test_avx2_on_request_keeps_the_users_own_settings():
+    assert _probe(PROBE, RECBOLE_GTC_CPU_KERNELS="avx2") == ["AVX2", "AVX2", "AVX2"]
+    assert _probe(PROBE, RECBOLE_GTC_CPU_KERNELS="AVX2", MKL_CBWR="COMPATIBLE")[1:] == ["COMPATIBLE", "AVX2"]
 
 
 @x86
-def test_torch_imported_first_is_left_alone_and_said():
-    code = "import torch, recbole_gtc, os; from recbole_gtc.kernels import describe; print(os.environ.get('MKL_CBWR')); print(describe())"
-    out = _probe(code)
+def test_avx2_after_torch_is_left_alone_and_said():
+    code = ("import torch, recbole_gtc, os; from recbole_gtc.kernels import describe; "
+            "print(os.environ.get('MKL_CBWR')); print(describe())")
+    out = _probe(code, RECBOLE_GTC_CPU_KERNELS="avx2")
     assert out[0] == "None"
-    assert "native" in out
+    assert "native" in out and "effect:" in out
+
+
+def test_an_unknown_switch_value_is_refused_before_the_run(monkeypatch):
+    monkeypatch.setenv("RECBOLE_GTC_CPU_KERNELS", "avx512")
+    with pytest.raises(RecboleGTCError, match=r"^RECBOLE_GTC_CPU_KERNELS='avx512': must be 'native' or 'avx2'$"):
+        load_config("BPR", "synth-mm")
