@@ -278,7 +278,7 @@ def test_knn_graph_nan_rows_match_the_full_mask_computation():
 
 def test_chunk_topk_holds_no_int64_copy_of_the_chunk():
     """The regular path allocates one bool per score (the old mask took ~17 bytes per score)."""
-    from recbole_gtc.benchmark import peak_rss
+    from benchmarks.memory import peak_rss
 
     scores = torch.randn(512, 40000, generator=torch.Generator().manual_seed(0))  # 78 MiB of float32
     with peak_rss() as mem:

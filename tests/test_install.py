@@ -63,6 +63,12 @@ def test_wheel_carries_defaults_and_bundled_datasets(installed, tmp_path):
     assert os.path.isfile(os.path.join(str(target), "bin", "recbole-gtc"))
 
 
+def test_wheel_holds_the_library_only(installed):
+    """Benchmarks, scripts and tests stay in the repository (setup.cfg's packages.find)."""
+    target, _ = installed
+    assert sorted(n for n in os.listdir(target) if not n.endswith(".dist-info")) == ["bin", "recbole_gtc"]
+
+
 def test_installed_package_trains_from_an_empty_folder(installed, tmp_path):
     _, env = installed
     out = subprocess.run(
