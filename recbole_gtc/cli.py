@@ -8,56 +8,151 @@ Flags mirror RecBole's run_recbole.py; any other ``--key=value`` overrides that 
 """
 
 import argparse
-import contextlib
 import os
 import sys
-import warnings
+import textwrap
 
-#: Overrides listed by ``--help`` (key, where its default comes from).
+from recbole_gtc.compat import quiet_library_warnings
+
+#: Overrides listed by ``--help``: key, where its default comes from (``overall``: the
+#: package's properties/overall.yaml, ``GTC``: GTC's model YAML, ``recbole``: RecBole's own
+#: defaults; other layers are described in words by _defaults_epilog) and what it does.
 COMMON_KEYS = (
-    ("epochs", "overall"), ("learning_rate", "overall"), ("train_batch_size", "overall"),
-    ("stopping_step", "overall"), ("seed", "overall"), ("eval_protocol", "dataset YAML"),
-    ("checkpoint_dir", "overall"), ("use_gpu", "overall"), ("data_path", None),
-    ("embedding_size", "GTC"), ("tc_weight", "GTC"), ("diff_weight", "GTC"), ("noise_steps", "GTC"),
-    ("use_diffusion", "GTC"), ("use_tc", "GTC"), ("use_gate", "GTC"), ("train_denoiser", "GTC"),
-    ("knn_k", "GTC"), ("graph_cache_dir", "GTC"),
+    ("epochs", "overall", "most training epochs"),
+    ("learning_rate", "overall", "the optimizer's step size"),
+    ("train_batch_size", "overall", "training batch size"),
+    ("stopping_step", "overall", "evaluations without a better valid score before stopping"),
+    ("seed", "overall", "random seed (same seed, same numbers on CPU)"),
+    ("eval_protocol", "dataset YAML", "mmrec or recbole"),
+    ("checkpoint_dir", "overall", "where each run writes its folder"),
+    ("use_gpu", "cuda", "train on the GPU"),
+    ("show_progress", "overall", "True: tqdm bars per epoch; False: one log line per epoch"),
+    ("state", "recbole", "log level: DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+    ("data_path", "data_path", "the folder holding the dataset's folder"),
+    ("embedding_size", "GTC", "embedding dimension d"),
+    ("tc_weight", "GTC", "weight of the total-correlation loss"),
+    ("diff_weight", "GTC", "weight of the diffusion loss"),
+    ("noise_steps", "GTC", "diffusion steps T"),
+    ("use_diffusion", "GTC", "ablation switch: the diffusion filter"),
+    ("use_tc", "GTC", "ablation switch: the total-correlation loss"),
+    ("use_gate", "GTC", "ablation switch: the similarity gate"),
+    ("train_denoiser", "GTC", "False: the denoisers keep their initial weights"),
+    ("knn_k", "GTC", "neighbours per item in the item-item kNN graphs"),
+    ("graph_cache_dir", "GTC", "on-disk cache of GTC's graphs (None: no cache)"),
 )
 
+#: Defaults that no YAML holds, in words.
+_WORDED_DEFAULTS = {
+    "dataset YAML": "the dataset's YAML, else recbole",
+    "data_path": "./dataset if it holds the dataset, else the bundled datasets",
+}
 
-def _defaults_epilog():
+
+def _yaml_layers():
+    """The YAML defaults COMMON_KEYS names: layer -> {key: value} (empty when unreadable)."""
+    import recbole
     import yaml
 
     from recbole_gtc.utils import PROPERTIES_DIR
 
+    files = {
+        "overall": os.path.join(PROPERTIES_DIR, "overall.yaml"),
+        "GTC": os.path.join(PROPERTIES_DIR, "model", "GTC.yaml"),
+        "recbole": os.path.join(os.path.dirname(recbole.__file__), "properties", "overall.yaml"),
+    }
     layers = {}
-    for name, path in (("overall", "overall.yaml"), ("GTC", os.path.join("model", "GTC.yaml"))):
+    for name, path in files.items():
         try:
-            with open(os.path.join(PROPERTIES_DIR, path)) as handle:
+            with open(path) as handle:
                 layers[name] = yaml.safe_load(handle) or {}
         except (OSError, yaml.YAMLError):
             layers[name] = {}
-    lines = ["common --KEY=VALUE overrides (default):"]
-    for key, layer in COMMON_KEYS:
-        if layer == "dataset YAML":
-            default = "from the dataset's YAML, else recbole"
-        elif layer is None:
-            default = "./dataset if it holds the dataset, else the bundled datasets"
-        else:
-            default = layers.get(layer, {}).get(key, "-")
-            default = "~ (off)" if default is None else default
-            if layer == "GTC":
-                default = f"{default} (GTC)"
-            elif key in layers.get("GTC", {}):
-                default = f"{default} (GTC: {layers['GTC'][key]})"
-        lines.append(f"  --{key}=...".ljust(26) + str(default))
+    return layers
+
+
+def _default_text(key, layer, layers):
+    if layer in _WORDED_DEFAULTS:
+        return _WORDED_DEFAULTS[layer]
+    if layer == "cuda":  # the YAML's True means "when CUDA is available"; say what it means here
+        import torch
+
+        return f"auto: True with CUDA, else False (here: {torch.cuda.is_available()})"
+    default = layers.get(layer, {}).get(key, "-")
+    default = "~ (off)" if default is None else default
+    if layer == "GTC":
+        return f"{default} (GTC)"
+    if key in layers.get("GTC", {}):
+        return f"{default}, GTC: {layers['GTC'][key]}"
+    return str(default)
+
+
+def _listing(name, text, indent=26):
+    """``name`` and ``text`` as --help lists options: ``text`` from column ``indent``, wrapped."""
+    return textwrap.fill(text, width=100, initial_indent=f"  {name}".ljust(indent),
+                         subsequent_indent=" " * indent, break_on_hyphens=False)
+
+
+def _defaults_epilog():
+    layers = _yaml_layers()
+    lines = ["common --KEY=VALUE overrides: what each does [its default]"]
+    for key, layer, meaning in COMMON_KEYS:
+        lines.append(_listing(f"--{key}=...", f"{meaning} [{_default_text(key, layer, layers)}]"))
     lines += [
         "",
         "Any RecBole or model key works the same way (see properties/overall.yaml,",
         "properties/model/<MODEL>.yaml and RecBole's documentation for the full list).",
         "Configuration order, later wins: package defaults < model YAML < dataset YAML",
         "< --config_files < --KEY=VALUE.",
-        "Each run writes only under <checkpoint_dir>/<run id>/ (run.log, best.pth).",
+        "Each run writes only under <checkpoint_dir>/<run id>/: run.log, best.pth, and run.json",
+        "(its configuration and, once finished, its result: best valid and test metrics, epochs,",
+        "seconds per epoch).",
     ]
+    return "\n".join(lines)
+
+
+#: The modes of the command, shown at the top of --help.
+DESCRIPTION = """\
+Train and test recommenders on multi-modal datasets: GTC, the multi-modal baselines and
+RecBole's general recommenders, on RecBole 1.2.1. Run as recbole-gtc, python -m recbole_gtc
+or python run_recbole_gtc.py; every mode takes --KEY=VALUE overrides (listed at the end).
+
+  train and test one model     recbole-gtc --model=GTC --dataset=ml-100k-mm
+  compare models (one seed)    recbole-gtc --model=GTC,LightGCN,BPR --dataset=synth-mm
+  comparison study             add --seeds=N (options: "comparison study" below)
+  multi-process training       add --nproc=N (options: "multi-process training" below)
+  recommend from a checkpoint  --recommend (options: "recommendations from a checkpoint" below)
+  import or build a dataset    python -m recbole_gtc.prepare --help"""
+
+
+def _model_help():
+    """Every model --model accepts: this package's, then RecBole's general recommenders."""
+    import inspect
+
+    import recbole.model.general_recommender as general
+    from recbole.model.abstract_recommender import GeneralRecommender
+
+    from recbole_gtc.utils import _PLUGIN_MODELS
+
+    recbole_models = sorted(
+        (name for name, cls in vars(general).items()
+         if inspect.isclass(cls) and issubclass(cls, GeneralRecommender) and cls is not GeneralRecommender),
+        key=str.lower,
+    )
+    return (f"{', '.join(_PLUGIN_MODELS)} (multi-modal: GTC and its baselines) or one of RecBole's general "
+            f"recommenders: {', '.join(recbole_models)}; several comma-separated for a comparison "
+            "(default: %(default)s)")
+
+
+def _recommend_options():
+    """The options of ``--recommend`` (recbole_gtc.recommend's parser), one line each, for --help."""
+    from recbole_gtc.recommend import build_parser as recommend_parser
+
+    lines = []
+    for action in recommend_parser()._actions:
+        if action.dest in ("help", "recommend"):
+            continue
+        flag = " ".join(filter(None, [action.option_strings[0], action.metavar]))
+        lines.append(_listing(flag, action.help % {"default": action.default}, indent=24))
     return "\n".join(lines)
 
 
@@ -72,14 +167,13 @@ def _bool(text):
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="recbole-gtc", description=__doc__.split("\n\n")[0], allow_abbrev=False,
+        prog="recbole-gtc", description=DESCRIPTION, allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_defaults_epilog(),
     )
-    parser.add_argument("--model", "-m", default="GTC",
-                        help="GTC or a RecBole general recommender; several comma-separated for a comparison "
-                             "(default: %(default)s)")
+    parser.add_argument("--model", "-m", default="GTC", help=_model_help())
     parser.add_argument("--dataset", "-d", default="ml-100k-mm",
-                        help="dataset folder under data_path (default: %(default)s)")
+                        help="the dataset's name: its folder under data_path (a path goes to --data_path=DIR, "
+                             "the folder holding it; default: %(default)s)")
     parser.add_argument("--config_files", default=None, help="space-separated YAML files, later ones win")
     parser.add_argument("--saved", type=_bool, default=True, metavar="True|False",
                         help="keep the best checkpoint and test it (default: True); False tests the last "
@@ -118,8 +212,12 @@ def build_parser():
     dist.add_argument("--port", type=int, default=5678, help="its free TCP port (default: %(default)s)")
     dist.add_argument("--group_offset", type=int, default=0, metavar="N",
                       help="global rank of this machine's first process (default: %(default)s)")
-    parser.add_argument("--recommend", action="store_true",
-                        help="top-K items for --users from --checkpoint (see README: Recommendations)")
+    recommend = parser.add_argument_group(
+        "recommendations from a checkpoint",
+        "nothing trains: top-K items per user from a trained run, as CSV (recbole-gtc --recommend --help)\n"
+        + _recommend_options())
+    recommend.add_argument("--recommend", action="store_true",
+                           help="recommend with the options above instead of training")
     return parser
 
 
@@ -135,24 +233,6 @@ def parse_args(argv):
         except RecboleGTCError as err:
             parser.error(str(err))
     return args, overrides
-
-
-@contextlib.contextmanager
-def quiet_library_warnings():
-    """Hide the library warnings a user cannot act on, for the duration of a command only.
-
-    * pandas' chained-assignment FutureWarning and torch's GradScaler deprecation, both
-      raised from RecBole 1.2.1's own code;
-    * torch's "Sparse invariant checks are implicitly disabled" notice, and its deprecation of
-      ``torch.sparse.FloatTensor``, which RecBole 1.2.1's LightGCN and NGCF call.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*chained assignment.*", category=FutureWarning)
-        warnings.filterwarnings("ignore", message=r".*torch\.cuda\.amp\..*is deprecated.*", category=FutureWarning)
-        warnings.filterwarnings("ignore", message=r"Sparse invariant checks are implicitly disabled.*")
-        # RecBole 1.2.1's LightGCN and NGCF build their graphs with torch.sparse.FloatTensor
-        warnings.filterwarnings("ignore", message=r"torch\.sparse\.SparseTensor\(.*is deprecated.*")
-        yield
 
 
 def main(argv=None):
@@ -177,6 +257,7 @@ def _main(args, overrides):
     from recbole_gtc.data.utils import check_model_type
     from recbole_gtc.errors import RecboleGTCError
     from recbole_gtc.quick_start import comparison_table, load_config, run_recbole_gtc
+    from recbole_gtc.run import RUN_FILE
     from recbole_gtc.utils import get_model
 
     from recbole_gtc.distributed import distributed_settings, run_distributed
@@ -213,6 +294,7 @@ def _main(args, overrides):
             result = run_recbole_gtc(model, args.dataset, saved=args.saved, resume=args.resume, config=config)
         print(f"best valid: {result['best_valid_result']}")
         print(f"test: {result['test_result']}")
+        print(f"written: {os.path.join(result['run_dir'], RUN_FILE)} (these results and the configuration, as JSON)")
         print(result["summary"], flush=True)
         results.append(result)
     if len(results) > 1:

@@ -125,7 +125,7 @@ def _last_error_line(text):
 def _rank_main(local_rank, model, dataset, config_file_list, cmd_args, saved, settings, queue):
     """One rank: its configuration (which joins the process group), the shared run folder,
     training and test; global rank 0 reports the result."""
-    from recbole_gtc.cli import quiet_library_warnings
+    from recbole_gtc.compat import quiet_library_warnings
 
     with quiet_library_warnings():  # the parent's filters do not reach a spawned process
         _rank_train(local_rank, model, dataset, config_file_list, cmd_args, saved, settings, queue)

@@ -1,5 +1,7 @@
 """Train and evaluate one or several models on one dataset (the runner's library API)."""
 
+import os
+import statistics
 import sys
 from logging import getLogger
 
@@ -7,15 +9,15 @@ import torch
 
 from recbole.utils import init_seed, set_color
 
-from recbole_gtc import allocator
 from recbole_gtc.config import MMConfig
 from recbole_gtc.data import create_dataset, data_preparation
 from recbole_gtc.data.utils import check_dataset_files
-from recbole_gtc.files import check_output_dir
-from recbole_gtc.kernels import describe as describe_kernels
+from recbole_gtc.errors import RecboleGTCError
+from recbole_gtc.files import check_output_dir, expand_path
+from recbole_gtc.kernels import check as check_kernels, describe as describe_kernels
 from recbole_gtc.run import Run, init_run_logger, save_per_user
-from recbole_gtc.trainer import build_trainer
-from recbole_gtc.utils import get_model, get_trainer
+from recbole_gtc.trainer import build_trainer, get_trainer
+from recbole_gtc.utils import get_model
 from recbole_gtc.validation import check_against_dataset, validate_config
 
 SUMMARY_METRICS = ("recall@20", "ndcg@20")
@@ -29,14 +31,35 @@ def load_config(model, dataset, config_file_list=None, config_dict=None, cmd_arg
     prints RecBole's long configuration dump. ``distributed`` (one rank's keys, see
     :mod:`recbole_gtc.distributed`) makes the configuration join the process group.
     """
+    check_kernels()  # a bad RECBOLE_GTC_CPU_KERNELS, before anything is printed
+    check_dataset_name(dataset)
     config = MMConfig(model, dataset, config_file_list, config_dict, cmd_args=cmd_args or [],
                       distributed=distributed)
+    check_dataset_name(dataset, config["data_path"])
     validate_config(config)  # unknown keys and bad values (recbole_gtc.validation)
     check_dataset_files(config)
     for key in ("checkpoint_dir", "graph_cache_dir"):
         if config[key]:
             check_output_dir(config[key], key)
     return config
+
+
+def check_dataset_name(dataset, found_at=None):
+    """``dataset`` is a folder's name under ``data_path`` (RecBole names the files inside after
+    it), so a path in its place, or the name of a folder here that is not under ``data_path``
+    (``found_at``: where the configuration looks), is one line saying which two flags to give."""
+    text = str(dataset)
+    separators = [sep for sep in (os.sep, os.altsep) if sep]
+    if any(sep in text for sep in separators) or text.startswith("~") or text in (".", ".."):
+        why = "a path, not a dataset name"
+    elif found_at is not None and not os.path.isdir(found_at) and os.path.isdir(text):
+        why = f"not found under data_path {os.path.dirname(found_at)}, but ./{text} is a folder here"
+    else:
+        return
+    folder = os.path.abspath(expand_path(text))
+    raise RecboleGTCError(f"--dataset={text}: {why}; --dataset takes the dataset's name and --data_path the "
+                          f"folder that holds it: --data_path={os.path.dirname(folder)} "
+                          f"--dataset={os.path.basename(folder)}")
 
 
 def run_recbole_gtc(model, dataset, config_file_list=None, config_dict=None, saved=True, cmd_args=None,
@@ -63,14 +86,15 @@ def run_recbole_gtc(model, dataset, config_file_list=None, config_dict=None, sav
 
     Returns:
         dict: ``model``, ``dataset``, ``eval_protocol``, ``run_id``, ``run_dir``,
-        ``best_valid_score``, ``best_valid_result``, ``test_result`` (metric -> value),
-        ``epochs``, ``train_seconds_per_epoch``, ``users`` and ``per_user`` (the test
+        ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``
+        (metric -> value), ``epochs``, ``epoch_seconds`` (each training epoch's wall-clock
+        seconds), ``train_seconds_per_epoch`` (:func:`seconds_per_epoch`; None when the
+        trainer does not time epochs), ``users`` and ``per_user`` (the test
         users' tokens and each one's metric values, see :mod:`recbole_gtc.evaluation`;
         ``None`` without a full-ranking test) and ``summary`` (one line).
     """
     if config is None:
         config = load_config(model, dataset, config_file_list, config_dict, cmd_args)
-    allocator.tune()  # a bad RECBOLE_GTC_MALLOC fails here, before the run's folder exists
     run = Run.start(config, resume=resume, saved=saved)
     try:
         result = _train_and_test(config, run, saved, test)
@@ -97,8 +121,6 @@ def _train_and_test(config, run, saved, test=True, after_fit=None):
     logger.info(f"run {run.run_id}: {run.dir}")
     if config["device"].type == "cpu":
         logger.info(describe_kernels())
-    allocator.tune()  # before the data's and the model's allocations (also each rank of --nproc)
-    logger.info(allocator.describe())
 
     dataset_obj = create_dataset(config)
     logger.info(dataset_obj)
@@ -140,22 +162,33 @@ def _train_and_test(config, run, saved, test=True, after_fit=None):
         "run_id": run.run_id,
         "run_dir": run.dir,
         "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
         "best_valid_result": dict(best_valid_result),
         "test_result": dict(test_result),
         # RecBole's own trainers (e.g. TraditionalTrainer for ItemKNN) do not time epochs.
         "epochs": len(trainer.train_loss_dict) if trainer.train_loss_dict else None,
-        "train_seconds_per_epoch": _median(getattr(trainer, "epoch_seconds", [])),
+        "epoch_seconds": list(getattr(trainer, "epoch_seconds", [])),
         # each test user's metric values (a full-ranking test): for per-user significance tests
         "users": per_user[0] if per_user else None,
         "per_user": per_user[1] if per_user else None,
     }
+    result["train_seconds_per_epoch"] = seconds_per_epoch(result["epoch_seconds"])
     result["summary"] = summary_line(result)
+    run.set_result(result)  # run.json's "result", written when the run finishes
     return result
 
 
-def _median(values):
-    values = sorted(values)
-    return values[len(values) // 2] if values else float("nan")
+def steady_epochs(epoch_seconds):
+    """The epochs that time training itself: every one after the first, which also pays one-off
+    costs (lazy initialisation, first-touch allocations, caches filling up). A run of one epoch
+    has only that one, and it stands for itself."""
+    return list(epoch_seconds[1:] or epoch_seconds)
+
+
+def seconds_per_epoch(epoch_seconds):
+    """The median training seconds of :func:`steady_epochs`; None when no epoch was timed."""
+    steady = steady_epochs(epoch_seconds)
+    return statistics.median(steady) if steady else None
 
 
 def summary_line(result):
@@ -168,15 +201,19 @@ def summary_line(result):
 
 
 def comparison_table(results, metrics=("recall@10", "recall@20", "ndcg@10", "ndcg@20", "precision@20", "map@20")):
-    """Markdown table, one row per model: epochs run, median training seconds per epoch
-    (ratios between rows are meaningful, absolute seconds are machine noise), validation
-    Recall@20 and test metrics at the best validation epoch."""
-    header = "| model | epochs | train s/epoch (median) | valid recall@20 | " + " | ".join(f"test {m}" for m in metrics) + " |"
+    """Markdown table, one row per model: epochs run, training seconds per epoch (median and
+    min-max over :func:`steady_epochs`; ratios between rows are meaningful, absolute seconds
+    are machine noise; ``-`` where the trainer does not time epochs), validation Recall@20 and
+    test metrics at the best validation epoch."""
+    header = ("| model | epochs | train s/epoch: median (min-max) | valid recall@20 | "
+              + " | ".join(f"test {m}" for m in metrics) + " |")
     lines = [header, "|" + "---|" * (len(metrics) + 4)]
     for r in results:
         cells = [f"{r['test_result'].get(m, float('nan')):.4f}" for m in metrics]
+        steady = steady_epochs(r.get("epoch_seconds") or [])
+        seconds = f"{statistics.median(steady):.3f} ({min(steady):.3f}-{max(steady):.3f})" if steady else "-"
         lines.append(
-            f"| {r['model']} | {'-' if r['epochs'] is None else r['epochs']} | {r['train_seconds_per_epoch']:.3f} | "
+            f"| {r['model']} | {'-' if r['epochs'] is None else r['epochs']} | {seconds} | "
             f"{r['best_valid_result'].get('recall@20', float('nan')):.4f} | " + " | ".join(cells) + " |"
         )
     return "\n".join(lines)

@@ -65,7 +65,7 @@ def main(argv=None):
         print(f"{parser.prog}: error: --topk must be a positive integer, got {args.topk}", file=sys.stderr)
         return 2
 
-    from recbole_gtc.cli import quiet_library_warnings
+    from recbole_gtc.compat import quiet_library_warnings
 
     try:
         users = parse_users(args.users)

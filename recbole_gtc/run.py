@@ -5,8 +5,15 @@ each tuning trial) owns a folder ``<checkpoint_dir>/<run_id>/``, with ``run_id``
 ``<model>-<dataset>-<YYYYmmdd-HHMMSS>-<pid>-<random>``, unique even for runs started
 in the same second in the same folder. The folder holds:
 
-* ``run.json``: model, dataset, the configuration fingerprint, the state
-  (``running | finished | failed``) and the owning process id;
+* ``run.json``: model, dataset, the configuration (``config``: every key that decides the
+  run's numbers, as JSON values), its fingerprint, the state (``running | finished |
+  failed``), the owning process id and, once trained, ``result``: what
+  :func:`recbole.quick_start.run_recbole` returns (``best_valid_score``,
+  ``valid_score_bigger``, ``best_valid_result``, ``test_result``; the last two
+  metric -> value, ``{}`` for a run that is not tested) plus ``epochs``,
+  ``train_seconds_per_epoch`` (the median over the epochs after the first, see
+  :func:`recbole_gtc.quick_start.seconds_per_epoch`) and ``epoch_seconds`` (every
+  training epoch's wall-clock seconds, the first included);
 * ``run.log``: the run's log (and ``tensorboard/``, RecBole's event files);
 * ``best.pth``: the best-validation checkpoint (RecBole's format), which the test loads;
 * ``test_per_user.npz``: each test user's metric values (``users``: tokens, then one
@@ -21,6 +28,7 @@ kill while saving never leaves a partial file under the real name.
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 
@@ -34,6 +42,11 @@ BEST_CHECKPOINT = "best.pth"
 RESUME_CHECKPOINT = "last.pth"
 LOG_FILE = "run.log"
 PER_USER_FILE = "test_per_user.npz"
+
+#: The keys of a run's result stored under ``result`` in ``run.json``: RecBole's
+#: ``run_recbole`` return value, then this package's training length and cost.
+RESULT_KEYS = ("best_valid_score", "valid_score_bigger", "best_valid_result", "test_result",
+               "epochs", "train_seconds_per_epoch", "epoch_seconds")
 
 #: Keys that never change a run's numbers (where files go, how much is printed, the
 #: device string RecBole derives); everything else in the final configuration is
@@ -70,12 +83,40 @@ def dataset_digest(folder):
 
 
 def config_items(config):
-    """The result-relevant configuration as ``{key: repr(value)}``, sorted by key."""
+    """The result-relevant configuration as ``{key: repr(value)}``, sorted by key: what the
+    fingerprint hashes (kept as reprs so that fingerprints, and with them the studies' caches
+    of finished runs, stay those of earlier versions)."""
     return {
         key: repr(value)
         for key, value in sorted(config.final_config_dict.items())
         if key not in VOLATILE_KEYS
     }
+
+
+def config_values(config):
+    """The result-relevant configuration (the keys of :func:`config_items`) as JSON values."""
+    return {
+        key: json_value(value)
+        for key, value in sorted(config.final_config_dict.items())
+        if key not in VOLATILE_KEYS
+    }
+
+
+def json_value(value):
+    """``value`` as JSON holds it: mappings, sequences, strings, booleans, finite numbers and
+    None as they are (NumPy and torch values through ``tolist``); anything else JSON has no
+    type for (a ``torch.device``, RecBole's enums, ``nan``) as its ``str``."""
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_value(v) for v in value]
+    if hasattr(value, "tolist"):  # NumPy scalars and arrays, tensors
+        return json_value(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    return str(value)
 
 
 def fingerprint(config):
@@ -197,7 +238,7 @@ class Run:
             run_dir = os.path.join(root, new_run_id(config["model"], config["dataset"]))
             check_output_dir(run_dir, "checkpoint_dir")
             meta = {"model": config["model"], "dataset": config["dataset"], "fingerprint": digest,
-                    "saved": bool(saved), "config": config_items(config)}
+                    "saved": bool(saved), "config": config_values(config)}
             run = cls(run_dir, digest, meta)
             run._write_meta("running")
             return run
@@ -205,6 +246,7 @@ class Run:
                    else _check_resumable(resume, config, digest, saved))
         with open(os.path.join(run_dir, RUN_FILE)) as handle:
             meta = json.load(handle)
+        meta["config"] = config_values(config)  # the same configuration; an earlier version stored reprs
         for name in os.listdir(run_dir):  # a save the kill interrupted: the real file is intact
             if name.endswith(".tmp"):
                 os.remove(os.path.join(run_dir, name))
@@ -225,6 +267,11 @@ class Run:
                 json.dump(self.meta, handle, indent=1, sort_keys=True)
 
         atomic_write(os.path.join(self.dir, RUN_FILE), write)
+
+    def set_result(self, result):
+        """Keep the :data:`RESULT_KEYS` of ``result`` (a :func:`~recbole_gtc.quick_start.run_recbole_gtc`
+        result) for ``run.json``; :meth:`finish` writes them with the state ``finished``."""
+        self.meta["result"] = {key: json_value(result.get(key)) for key in RESULT_KEYS}
 
     def finish(self, keep_best=True):
         """A completed run keeps its best checkpoint (or none with ``keep_best=False``) and its log."""
@@ -305,14 +352,15 @@ def _check_resumable(path, config, digest, saved=True):
     except ValueError:
         raise RecboleGTCError(f"{meta_path}: unreadable run file") from None
     if meta.get("fingerprint") != digest:
-        ours = config_items(config)
+        ours, ours_repr = config_values(config), config_items(config)
         theirs = meta.get("config", {})
         if meta.get("model") != config["model"]:
             why = f"it is a {meta.get('model')} run, not {config['model']}"
         elif meta.get("dataset") != config["dataset"]:
             why = f"it was trained on dataset {meta.get('dataset')}, not {config['dataset']}"
         else:
-            keys = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+            # a run.json of an earlier version holds reprs
+            keys = sorted(k for k in set(ours) | set(theirs) if theirs.get(k) not in (ours.get(k), ours_repr.get(k)))
             why = (f"its configuration differs in {', '.join(keys[:5])}" if keys
                    else "the dataset files or library versions differ")
         raise RecboleGTCError(f"{path}: cannot resume: {why}")

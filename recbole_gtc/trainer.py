@@ -9,10 +9,13 @@ import warnings
 import numpy as np
 import torch
 from recbole.trainer import Trainer
+from recbole.utils import ModelType
+from recbole.utils import get_trainer as recbole_get_trainer
 
 from recbole_gtc.errors import RecboleGTCError
 from recbole_gtc.evaluation import PerUserRecorder
 from recbole_gtc.run import atomic_save
+from recbole_gtc.utils import _PLUGIN_MODELS
 
 RESUME_FORMAT = 1
 
@@ -145,9 +148,9 @@ class MMTrainer(RunTrainerMixin, Trainer):
             self.enable_amp = True
             self.enable_scaler = self.amp_dtype == torch.float16  # fp16 needs loss scaling (CUDA only)
             if self.device.type == "cpu" and torch.backends.cpu.get_cpu_capability() != "AVX512":
-                # Measured: with kernels pinned to AVX2 (recbole_gtc.kernels) bf16 steps ran 5-18x slower.
-                self.logger.warning("mixed_precision on CPU without AVX-512 kernels is slow; "
-                                    "set RECBOLE_GTC_CPU_KERNELS=native on an AVX-512 BF16 CPU")
+                # Without AVX-512 kernels (an AVX2 CPU, or the AVX2 pin) bf16 is emulated: several times slower.
+                self.logger.warning("mixed_precision on CPU without AVX-512 kernels is slow; use an AVX-512 BF16 "
+                                    "CPU without RECBOLE_GTC_CPU_KERNELS=avx2")
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         start = time.perf_counter()
@@ -302,3 +305,12 @@ def _set_rng_state(state, generator=None):
         torch.cuda.set_rng_state_all(state["cuda"])
     if generator is not None and "loader" in state:
         generator.set_state(state["loader"])
+
+
+def get_trainer(model_type, model_name):
+    """RecBole's trainer for the model, except general recommenders get :class:`MMTrainer`
+    (RecBole's Trainer plus a per-epoch hook); other model types keep RecBole's choice."""
+    if model_type == ModelType.GENERAL:
+        if model_name in _PLUGIN_MODELS or recbole_get_trainer(model_type, model_name).__name__ == "Trainer":
+            return MMTrainer
+    return recbole_get_trainer(model_type, model_name)

@@ -4,7 +4,6 @@ import importlib
 import os
 
 from recbole.utils import get_model as recbole_get_model
-from recbole.utils import get_trainer as recbole_get_trainer
 
 from recbole_gtc.errors import RecboleGTCError  # noqa: F401  (re-exported: the package's error root)
 
@@ -64,16 +63,3 @@ def get_model(name):
         raise RecboleGTCError(
             f"unknown model '{name}': use {known} or a RecBole general recommender (BPR, LightGCN, NGCF, SGL, ...)"
         ) from None
-
-
-def get_trainer(model_type, model_name):
-    """RecBole's trainer for the model, except general recommenders get :class:`MMTrainer`
-    (RecBole's Trainer plus a per-epoch hook); other model types keep RecBole's choice."""
-    from recbole.utils import ModelType
-
-    if model_type == ModelType.GENERAL:
-        if model_name in _PLUGIN_MODELS or recbole_get_trainer(model_type, model_name).__name__ == "Trainer":
-            from recbole_gtc.trainer import MMTrainer
-
-            return MMTrainer
-    return recbole_get_trainer(model_type, model_name)

@@ -112,6 +112,10 @@ def _cases(data):
                                f"error: {folder}/nosplit/nosplit.valid.inter: interaction file not found"),
         "ragged line": (["--model=BPR", "--dataset=ragged"],
                         f"error: {folder}/ragged/ragged.test.inter: line "),
+        "dataset given as a path": (["--model=BPR", f"--dataset={folder}/good/"],
+                                    f"error: --dataset={folder}/good/: a path, not a dataset name; --dataset takes "
+                                    f"the dataset's name and --data_path the folder that holds it: "
+                                    f"--data_path={folder} --dataset=good"),
     }
 
 
@@ -152,3 +156,13 @@ def test_the_good_dataset_passes_the_checks(data):
     config = MMConfig("BPR", "good", config_dict={"data_path": str(data), "use_gpu": False}, cmd_args=[])
     validate_config(config)
     assert create_dataset(config).inter_num == N_USERS * 8
+
+
+def test_a_dataset_folder_here_but_not_under_data_path_points_to_data_path(main, data, capsys, monkeypatch):
+    """Standing in the folder that holds the dataset, --dataset=NAME alone looks elsewhere."""
+    monkeypatch.chdir(data)
+    returncode = main(["--model=BPR", "--dataset=good", "--use_gpu=False", f"--checkpoint_dir={data.parent / 's'}"])
+    captured = capsys.readouterr()
+    _check(returncode, captured.out, captured.err, "error: --dataset=good: not found under data_path ")
+    assert captured.err.rstrip().endswith(f"but ./good is a folder here; --dataset takes the dataset's name and "
+                                          f"--data_path the folder that holds it: --data_path={data} --dataset=good")

@@ -196,6 +196,23 @@ def test_cli_success(src, tmp_path):
     assert "total" in result.stdout and "12" in result.stdout
     assert (out / f"{NAME}.yaml").read_text().startswith(
         f"# Written by: python -m recbole_gtc.prepare mmrec {src} --dataset {NAME} --out {out}")
+    # RecBole finds NAME's files only in a folder named NAME
+    assert result.stdout.splitlines()[-1] == (f"rename {out} to {tmp_path / NAME}, then train on it: python "
+                                              f"run_recbole_gtc.py --model=GTC --dataset={NAME} --data_path={tmp_path}")
+
+
+def test_cli_ends_with_the_command_that_trains_on_what_it_wrote(src, tmp_path):
+    from recbole_gtc.quick_start import load_config
+
+    out = tmp_path / "data" / NAME
+    result = run_cli("mmrec", src, "--dataset", NAME, "--out", out)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{NAME}: imported {src} -> {out}"
+    assert lines[-1] == f"train on it: python run_recbole_gtc.py --model=GTC --dataset={NAME} --data_path={out.parent}"
+    config = load_config("GTC", NAME, config_dict={"data_path": str(out.parent), "use_gpu": False, "graph_cache_dir": None,
+                                                 "checkpoint_dir": str(tmp_path / "saved")})
+    assert config["data_path"] == str(out)  # the command's flags find the folder written
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 5, 10, 15, 31])

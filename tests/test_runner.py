@@ -31,8 +31,11 @@ def test_baselines_on_synth_mm_with_comparison_table(tmp_path):
     for model in ("BPR", "LightGCN"):
         recall, ndcg = _summary(out.stdout, model)
         assert 0 < recall <= 1 and 0 < ndcg <= 1
-    assert re.search(r"^\| BPR \| 2 \|", out.stdout, re.M) and re.search(r"^\| LightGCN \| 2 \|", out.stdout, re.M)
+    for model in ("BPR", "LightGCN"):  # two epochs: the time is the second's alone (median = min = max)
+        assert re.search(rf"^\| {model} \| 2 \| (\d+\.\d{{3}}) \(\1-\1\) \|", out.stdout, re.M), out.stdout
     assert "test: {'recall@5'" in out.stdout and "best valid: {" in out.stdout
+    written = re.findall(r"^written: (\S+/run\.json) ", out.stdout, re.M)
+    assert len(written) == 2 and all(os.path.isfile(path) for path in written)
 
 
 def test_same_seed_same_numbers(tmp_path):
@@ -63,3 +66,62 @@ def test_user_errors_are_one_line(tmp_path, args, message):
 def test_malformed_override_is_rejected(tmp_path):
     out = run(tmp_path, "--model=BPR", "--dataset=synth-mm", "--epochs", "2", timeout=60)
     assert out.returncode == 2 and "--key=value" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_epoch_time_leaves_out_the_warm_up_epoch():
+    """The first epoch pays one-off costs: two epochs report the second, one epoch reports itself."""
+    from recbole_gtc.quick_start import comparison_table, seconds_per_epoch
+
+    assert seconds_per_epoch([12.9, 1.9]) == 1.9  # the upper median of both was the warm-up's 12.9
+    assert seconds_per_epoch([12.9, 2.0, 1.0, 3.0]) == 2.0
+    assert seconds_per_epoch([1.0, 4.0, 2.0]) == 3.0  # the median of an even count is the midpoint
+    assert seconds_per_epoch([7.5]) == 7.5
+    assert seconds_per_epoch([]) is None  # e.g. RecBole's TraditionalTrainer times nothing
+    row = {"model": "M", "epochs": 3, "epoch_seconds": [12.9, 1.9, 2.5], "test_result": {}, "best_valid_result": {}}
+    untimed = dict(row, model="EASE", epochs=1, epoch_seconds=[])
+    table = comparison_table([row, untimed], metrics=("recall@20",))
+    assert "| M | 3 | 2.200 (1.900-2.500) |" in table and "| EASE | 1 | - |" in table
+
+
+def _help(monkeypatch, *argv):
+    import torch
+
+    from recbole_gtc.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    try:
+        code = main([*argv, "--help"])  # --recommend's parser returns the status
+    except SystemExit as done:  # the training parser exits, as argparse does
+        code = done.code
+    assert code == 0
+
+
+MARKUP = re.compile(r"``|:(?:func|mod|class|meth|data|attr):")
+
+
+def test_help_lists_every_model_every_mode_and_no_markup(monkeypatch, capsys):
+    _help(monkeypatch)
+    text = capsys.readouterr().out
+    assert not MARKUP.search(text), MARKUP.search(text)
+    model_help = text.split("--model MODEL, -m MODEL", 1)[1].split("--dataset")[0]
+    listed = set(re.findall(r"\w+", model_help))
+    assert {"GTC", "DRAGON", "FREEDOM", "LGMRec", "VBPR", "BPR", "LightGCN", "NGCF", "SGL", "ItemKNN", "EASE"} <= listed
+    for option in ("--checkpoint PATH", "--users U1,U2", "--topk K", "--out FILE", "--data_path DIR", "--recommend",
+                   "--seeds", "--tune", "--nproc", "python -m recbole_gtc.prepare --help"):
+        assert option in text, option
+    for key in ("--show_progress=...", "--state=..."):
+        assert re.search(rf"^  {re.escape(key)} +\S", text, re.M), key
+    (use_gpu,) = [line for line in text.splitlines() if line.startswith("  --use_gpu=")]
+    assert "here: False" in use_gpu and "[True]" not in use_gpu  # a CPU machine never reads "True" alone
+    _help(monkeypatch, "--recommend")
+    assert not MARKUP.search(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("command", [[], ["mmrec"], ["synthetic"], ["movielens"]])
+def test_prepare_help_has_no_markup(command, capsys):
+    from recbole_gtc.prepare.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    text = capsys.readouterr().out
+    assert "usage:" in text and not MARKUP.search(text), text

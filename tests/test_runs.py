@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ import time
 import pytest
 import torch
 
+from recbole_gtc.errors import RecboleGTCError
 from recbole_gtc.quick_start import load_config, run_recbole_gtc
 from recbole_gtc.run import atomic_save
 from recbole_gtc.utils import REPO_ROOT
@@ -57,7 +59,8 @@ def test_concurrent_runs_in_one_folder_report_what_they_report_alone(tmp_path, t
         assert os.path.isdir(tmp_path / "saved" / run_id)
         with open(tmp_path / "saved" / run_id / "run.json") as handle:
             meta = json.load(handle)
-        assert meta["status"] == "finished" and meta["config"]["seed"] == repr(seed)
+        assert meta["status"] == "finished" and meta["config"]["seed"] == seed
+        assert meta["result"]["test_result"] == _test_dict(stdout)
 
 
 def test_atomic_save_never_leaves_a_partial_file(tmp_path, monkeypatch):
@@ -106,6 +109,42 @@ def test_a_killed_run_resumes_to_the_uninterrupted_metrics(tmp_path, tiny):
     assert _test_dict(resumed) == _test_dict(whole)
     run_dir = glob.glob(str(tmp_path / "k" / "GTC-tiny-*"))[0]
     assert sorted(os.listdir(run_dir)) == ["best.pth", "run.json", "run.log", "tensorboard", "test_per_user.npz"]  # last.pth removed
+
+
+def test_run_json_holds_the_result_and_the_configuration_as_json_values(tmp_path, tiny):
+    result = run_recbole_gtc("BPR", "tiny", config_dict={
+        "data_path": tiny, "epochs": 3, "stopping_step": 100, "state": "WARNING",
+        "checkpoint_dir": str(tmp_path / "saved")})
+    with open(os.path.join(result["run_dir"], "run.json")) as handle:
+        meta = json.load(handle)
+    stored = meta["result"]
+    # RecBole's run_recbole keys, then the training length and cost
+    for key in ("best_valid_score", "valid_score_bigger", "best_valid_result", "test_result", "epochs"):
+        assert stored[key] == result[key], key
+    assert stored["valid_score_bigger"] is True and stored["test_result"]["recall@20"] > 0
+    seconds = stored["epoch_seconds"]
+    assert len(seconds) == 3 and stored["train_seconds_per_epoch"] == statistics.median(seconds[1:])  # after warm-up
+    config = meta["config"]
+    assert config["USER_ID_FIELD"] == "user_id" and config["seed"] == 999 and config["epochs"] == 3
+    assert config["topk"] == [5, 10, 20, 50] and config["eval_args"]["group_by"] == "user"
+    assert config["MODEL_TYPE"] == "ModelType.GENERAL"  # no JSON type: its str
+    assert "data_path" not in config  # where files live never changes a run's numbers
+
+
+def test_resume_names_what_differs_also_in_a_run_json_of_an_earlier_version(tmp_path, tiny):
+    """Earlier versions stored the configuration as reprs; the refusal still names only the key that differs."""
+    from recbole_gtc.run import RESUME_CHECKPOINT, Run, config_items
+
+    config = load_config("BPR", "tiny", config_dict={"data_path": tiny, "checkpoint_dir": str(tmp_path / "s")})
+    old = os.path.join(str(tmp_path / "s"), "BPR-tiny-old")
+    os.makedirs(old)
+    reprs = dict(config_items(config), learning_rate=repr(0.5))
+    with open(os.path.join(old, "run.json"), "w") as handle:
+        json.dump({"model": "BPR", "dataset": "tiny", "fingerprint": "0" * 40, "status": "running",
+                   "config": reprs}, handle)
+    open(os.path.join(old, RESUME_CHECKPOINT), "wb").close()
+    with pytest.raises(RecboleGTCError, match=r"cannot resume: its configuration differs in learning_rate$"):
+        Run.start(config, resume=old)
 
 
 def test_resume_with_nothing_to_resume_is_one_line(tmp_path, tiny):

@@ -103,6 +103,10 @@ def test_study_tables_equal_the_individual_runs_and_the_cache_skips_them(tmp_pat
         rows = list(csv.DictReader(handle))
     assert sorted((r["label"], int(r["seed"])) for r in rows) == [
         ("BPR", 5), ("BPR", 6), ("LightGCN[n_layers=1]", 5), ("LightGCN[n_layers=1]", 6)]
+    for row in rows:  # two epochs: each run's time is its second epoch's, the warm-up left out
+        with open(tmp_path / "saved" / row["run_id"] / "run.json") as handle:
+            seconds = json.load(handle)["result"]["epoch_seconds"]
+        assert len(seconds) == 2 and float(row["train_seconds_per_epoch"]) == seconds[1]
 
     alone = {("BPR", s): _individual("BPR", s, tiny, tmp_path / "alone") for s in (5, 6)}
     for s in (5, 6):
@@ -218,7 +222,7 @@ def test_tune_then_compare_uses_the_best_validation_setting(tmp_path, tiny, caps
     assert f"tuned BPR: {{'learning_rate': {best}}}" in err
     record = json.load(open(next((tmp_path / "r" / "tiny" / "runs").glob("*.json"))))
     run_meta = json.load(open(os.path.join(record["run_dir"], "run.json")))
-    assert run_meta["config"]["learning_rate"] == repr(best) and run_meta["config"]["seed"] == "7"
+    assert run_meta["config"]["learning_rate"] == best and run_meta["config"]["seed"] == 7
     # --report_only --tune reports the tuned runs, searching and training nothing; plain
     # --report_only would look for the untuned run, which never ran.
     assert main(["--model=BPR", "--dataset=tiny", "--seed=7", "--seeds=1", "--tune", "--report_only",

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 import pytest
-from matplotlib.container import BarContainer
+from matplotlib.container import BarContainer, ErrorbarContainer
 
 from recbole_gtc.errors import RecboleGTCError
 from recbole_gtc.study.report import markdown_table, plot_png, write_report
@@ -82,8 +82,8 @@ def test_comparison_csv_reads_back_the_summary(report):
     assert [r["label"] for r in rows] == ["A", "B[x=1]"]
     for row, cells in zip(summary, rows):
         expected = {k: row[k] for k in ("label", "model", "reference", "n_seeds", "seeds", "paired_seeds",
-                                        "epochs_mean", "train_seconds_per_epoch_mean",
-                                        "train_seconds_per_epoch_std")}
+                                        "epochs_mean", "train_seconds_per_epoch_median",
+                                        "train_seconds_per_epoch_min", "train_seconds_per_epoch_max")}
         for m in METRICS:
             expected.update({f"{m}_{k}": v for k, v in row["metrics"][m].items()})
         assert set(cells) == set(expected)
@@ -121,8 +121,21 @@ def test_png_and_figure_bars(report, tmp_path):
         heights = [patch.get_height() for patch in container.patches]
         np.testing.assert_allclose(heights, [row["metrics"][m]["mean"] for m in METRICS], rtol=0, atol=1e-15)
     np.testing.assert_allclose([p.get_height() for p in time_ax.patches],
-                               [row["train_seconds_per_epoch_mean"] for row in summary], rtol=0, atol=1e-15)
+                               [row["train_seconds_per_epoch_median"] for row in summary], rtol=0, atol=1e-15)
     assert [t.get_text() for t in bars.get_xticklabels()] == METRICS
+
+
+def test_time_error_bars_span_the_seeds_and_never_go_below_zero(tmp_path):
+    """One slow seed makes mean - std negative; the bars show median and min..max instead."""
+    records = [dict(r, train_seconds_per_epoch=s) for r, s in zip(make_records()[:3], (0.1, 0.1, 5.0))]
+    summary = summarize(records, METRICS)
+    fig = plot_png(str(tmp_path / "t.png"), summary, METRICS, "Toy")
+    errorbar = next(c for c in fig.axes[1].containers if isinstance(c, ErrorbarContainer))
+    (segment,) = errorbar.lines[2][0].get_segments()
+    assert [y for _, y in segment] == [0.1, 5.0]
+    assert fig.axes[1].patches[0].get_height() == 0.1  # the median, not the mean 1.73
+    text = markdown_table(summary, METRICS)
+    assert "| 0.10 (0.10–5.00) |" in text
 
 
 def test_long_labels_stand_upright_on_the_time_panel(report, tmp_path):

@@ -9,6 +9,7 @@ from scipy import stats as sps
 from recbole_gtc.errors import RecboleGTCError
 from recbole_gtc.study.stats import (
     mean_std,
+    median_range,
     paired_ttest,
     relative_improvement,
     summarize,
@@ -170,8 +171,26 @@ def test_summarize_known_answers():
     assert ref["epochs_mean"] == pytest.approx(12.0)
     assert other["epochs_mean"] == pytest.approx(np.mean([20, 30, 40]))
     secs = [2.0, 2.5, 2.2, 2.1]
-    assert other["train_seconds_per_epoch_mean"] == pytest.approx(np.mean(secs), abs=1e-15)
-    assert other["train_seconds_per_epoch_std"] == pytest.approx(np.std(secs, ddof=1), abs=1e-15)
+    assert other["train_seconds_per_epoch_median"] == pytest.approx(np.median(secs), abs=1e-15)
+    assert (other["train_seconds_per_epoch_min"], other["train_seconds_per_epoch_max"]) == (2.0, 2.5)
+    assert "train_seconds_per_epoch_std" not in other  # a std spread reaches below zero on skewed timings
+
+
+def test_median_range_stays_within_the_values():
+    # one slow seed: mean - std would be negative, min..max never is
+    seconds = [0.1, 0.1, 5.0]
+    assert mean_std(seconds)[0] - mean_std(seconds)[1] < 0
+    assert median_range(seconds) == (0.1, 0.1, 5.0)
+    assert median_range([3.0, 1.0]) == (2.0, 1.0, 3.0)
+    assert all(math.isnan(v) for v in median_range([]))
+
+
+def test_training_time_leaves_out_runs_that_timed_nothing():
+    """None (this version) and nan (what earlier versions stored) both mean "no epoch timed"."""
+    records = [_record("A", s, USERS, A_RECALL[s], A_NDCG[s], seconds=value)
+               for s, value in zip((1, 2, 3), (None, float("nan"), 4.0))]
+    (row,) = summarize(records, ["ndcg@20"])
+    assert [row[f"train_seconds_per_epoch_{k}"] for k in ("median", "min", "max")] == [4.0, 4.0, 4.0]
 
 
 def test_summarize_other_reference_flips_comparison():

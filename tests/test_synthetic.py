@@ -1,6 +1,7 @@
 """Planted synthetic generator: reproducible bytes, shapes and counts, and the planted signal."""
 
 import hashlib
+import shlex
 import subprocess
 import sys
 from dataclasses import replace
@@ -50,6 +51,21 @@ def test_different_seed_different_bytes(tiny_dir, tmp_path):
     a, b = file_hashes(tiny_dir), file_hashes(other)
     for fname in ("image_feat.npy", "text_feat.npy", f"{NAME}.train.inter", f"{NAME}.test.inter"):
         assert a[fname] != b[fname]
+
+
+def test_cli_names_no_temporary_folder_and_ends_with_a_command_that_trains(tmp_path, capsys):
+    from recbole_gtc.cli import main as runner_main
+
+    out = tmp_path / "data" / NAME
+    assert main(cli_args(out, 7)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{NAME}: imported the planted generator (preset tiny) -> {out}"  # not its scratch MMRec folder
+    assert "synth-mmrec-" not in "\n".join(lines)
+    command = shlex.split(lines[-1].removeprefix("train on it: "))
+    assert command[-3:] == ["--model=GTC", f"--dataset={NAME}", f"--data_path={out.parent}"]
+    assert runner_main([*command[-2:], "--model=BPR", "--epochs=1", "--use_gpu=False", "--state=WARNING",
+                        "--graph_cache_dir=None", f"--checkpoint_dir={tmp_path / 'saved'}"]) == 0
+    assert "SUMMARY model=BPR dataset=synth-tiny" in capsys.readouterr().out
 
 
 def test_interaction_counts_and_splits():

@@ -1,17 +1,19 @@
 """python -m recbole_gtc.prepare {mmrec,synthetic,movielens} ...
 
-Write a dataset folder that the runner can train on. Errors exit with status 2 and
-one line starting with "error:".
+Write a dataset folder that the runner can train on, then print the command that trains
+on it. Errors exit with status 2 and one line starting with "error:".
 """
 
 import argparse
+import os
 import shlex
 import sys
 
 from recbole_gtc.errors import RecboleGTCError
 from recbole_gtc.prepare.mmrec import BUILD_SEED, import_mmrec
-from recbole_gtc.prepare.movielens import DEFAULT_SEED, build_movielens
+from recbole_gtc.prepare.movielens import DEFAULT_SEED, NAME as MOVIELENS_NAME, build_movielens
 from recbole_gtc.prepare.synthetic import PRESETS, build_synthetic
+from recbole_gtc.utils import default_data_path
 
 
 def _positive_int(text):
@@ -61,26 +63,47 @@ def _parser():
 
 
 def _run(args, argv):
+    """Write the dataset; returns its name and the folder written."""
     if args.command == "mmrec":
         command = "python -m recbole_gtc.prepare " + shlex.join(argv)
-        import_mmrec(args.src_dir, args.dataset, out_dir=args.out, provenance=[f"Written by: {command}"],
-                     drop_leaked=args.drop_leaked, force=args.force)
-    elif args.command == "synthetic":
-        build_synthetic(args.dataset, preset=args.preset, out_dir=args.out, keep_raw=args.keep_raw,
-                        users=args.users, items=args.items, image_dim=args.image_dim,
-                        text_dim=args.text_dim, min_inter=args.min_inter, seed=args.seed, force=args.force)
-    else:
-        build_movielens(out_dir=args.out, keep_raw=args.keep_raw, seed=args.seed, force=args.force)
+        stats = import_mmrec(args.src_dir, args.dataset, out_dir=args.out, provenance=[f"Written by: {command}"],
+                             drop_leaked=args.drop_leaked, force=args.force)
+        return args.dataset, stats["out_dir"]
+    if args.command == "synthetic":
+        stats = build_synthetic(args.dataset, preset=args.preset, out_dir=args.out, keep_raw=args.keep_raw,
+                                users=args.users, items=args.items, image_dim=args.image_dim,
+                                text_dim=args.text_dim, min_inter=args.min_inter, seed=args.seed, force=args.force)
+        return args.dataset, stats["out_dir"]
+    stats = build_movielens(out_dir=args.out, keep_raw=args.keep_raw, seed=args.seed, force=args.force)
+    return MOVIELENS_NAME, stats["out_dir"]
+
+
+def train_command(name, out_dir):
+    """How to train on dataset ``name`` written to ``out_dir``: the runner's command line, with
+    ``--data_path`` only where the runner would not find the folder by itself, preceded by the
+    rename it needs when the folder is not named after the dataset (RecBole looks for
+    ``<data_path>/<name>/<name>.*``)."""
+    out_dir = os.path.abspath(out_dir)
+    parent = os.path.dirname(out_dir)
+    runner = "python run_recbole_gtc.py" if os.path.isfile("run_recbole_gtc.py") else "python -m recbole_gtc"
+    command = f"{runner} --model=GTC --dataset={shlex.quote(name)}"
+    if os.path.basename(out_dir) != name:
+        target = os.path.join(parent, name)
+        return f"rename {out_dir} to {target}, then train on it: {command} --data_path={shlex.quote(parent)}"
+    if os.path.abspath(default_data_path(name)) != parent:
+        command += f" --data_path={shlex.quote(parent)}"
+    return f"train on it: {command}"
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
     try:
-        _run(args, argv)
+        name, out_dir = _run(args, argv)
     except RecboleGTCError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    print(train_command(name, out_dir))
     return 0
 
 

@@ -291,7 +291,7 @@ def _write_outputs(out, name, df, n_items, feats, modalities, provenance, force=
 
 
 def import_mmrec(src_dir, name, out_dir=None, modalities=None, known_stats=True, provenance=None, quiet=False,
-                 drop_leaked=False, force=False):
+                 drop_leaked=False, force=False, source=None):
     """Validate the MMRec folder ``src_dir`` and write dataset ``name`` for RecBole.
 
     ``modalities`` maps modality names to ``.npy`` file names in ``src_dir``
@@ -299,7 +299,8 @@ def import_mmrec(src_dir, name, out_dir=None, modalities=None, known_stats=True,
     of the working directory (where the runner looks first) and must be absent or
     empty unless ``force`` (which replaces it); ``provenance`` are comment lines for the YAML
     (default: the equivalent CLI command). Prints the statistics unless ``quiet``
-    and returns them as a dict. Raises :class:`DatasetImportError`.
+    (naming the source as ``source``, default ``src_dir``: a builder's temporary MMRec
+    folder is gone when it returns) and returns them as a dict. Raises :class:`DatasetImportError`.
 
     Duplicate (user, item) rows within a split are removed (first kept) and reported on
     stderr. A pair in more than one split (a validation or test pair that is also trained
@@ -336,7 +337,7 @@ def import_mmrec(src_dir, name, out_dir=None, modalities=None, known_stats=True,
     _write_outputs(out, name, df, n_items, feats, modalities, provenance, force)
     stats["out_dir"] = str(out)
     if not quiet:
-        print(f"{name}: imported {src} -> {out}")
+        print(f"{name}: imported {source or src} -> {out}")
         print(format_stats(stats))
     if stats["mismatches"]:
         print(f"warning: {name}: {', '.join(stats['mismatches'])} differ from the published statistics",

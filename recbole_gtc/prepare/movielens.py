@@ -126,4 +126,5 @@ def build_movielens(out_dir=None, keep_raw=None, seed=DEFAULT_SEED, quiet=False,
         write_mmrec_folder(raw, NAME, inter["userID"], inter["itemID"], labels, features,
                            ratings=inter["rating"], timestamps=inter["timestamp"])
         return import_mmrec(raw, NAME, out_dir=out_dir, modalities=MODALITIES, known_stats=False,
-                            provenance=provenance, quiet=quiet, force=force)
+                            provenance=provenance, quiet=quiet, force=force,
+                            source=keep_raw or "RecBole's MovieLens-100K")

@@ -261,6 +261,7 @@ def build_synthetic(name, preset="small", out_dir=None, keep_raw=None, quiet=Fal
         raw = keep_raw if keep_raw is not None else tmp
         write_mmrec_folder(raw, name, data.users, data.items, data.labels, features)
         stats = import_mmrec(raw, name, out_dir=out_dir, modalities=MODALITIES, known_stats=False,
-                             provenance=provenance, quiet=quiet, force=force)
+                             provenance=provenance, quiet=quiet, force=force,
+                             source=keep_raw or f"the planted generator (preset {preset})")
     stats["config"] = asdict(cfg)
     return stats

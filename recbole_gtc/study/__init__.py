@@ -9,7 +9,7 @@ Modules:
   configuration and dataset files, so a comparison never re-runs them;
 * :mod:`~recbole_gtc.study.compare`: the loop over specs x seeds;
 * :mod:`~recbole_gtc.study.stats`: mean +- std, paired t-test over seeds, per-user
-  Wilcoxon over the pooled seeds, relative improvement;
+  Wilcoxon over the pooled seeds, relative improvement, the training time's median and range;
 * :mod:`~recbole_gtc.study.report`: the Markdown and CSV tables and the PNG;
 * :mod:`~recbole_gtc.study.tune`: hyper-parameter search on validation (the grid walk,
   distinct random draws, hyperopt's TPE) over RecBole's grid files.
@@ -20,7 +20,8 @@ A *run record* (one model spec, one seed) is a plain dict:
 * ``model`` (str), ``dataset`` (str), ``seed`` (int), ``run_id`` (str);
 * ``valid_result`` / ``test_result`` (dict metric -> float): best validation epoch,
   and test at that epoch (RecBole's metric names, e.g. ``"recall@20"``);
-* ``epochs`` (int or None), ``train_seconds_per_epoch`` (float, median);
+* ``epochs`` (int or None), ``train_seconds_per_epoch`` (float or None: the median over
+  the epochs after the first, :func:`recbole_gtc.quick_start.seconds_per_epoch`);
 * ``users`` (list of str): the test users' tokens, in a fixed order;
 * ``per_user`` (dict metric -> numpy float array, shape ``[len(users)]``): each test
   user's value of the metric; its mean is ``test_result[metric]``.

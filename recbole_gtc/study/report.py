@@ -6,7 +6,8 @@
   mean +- std per model and a table of the reference's comparison with every other model;
 * ``comparison.csv``: one row per model with every number of the summary;
 * ``runs.csv``: one row per run (model spec x seed);
-* ``comparison.png``: test metrics (grouped bars) and training seconds per epoch.
+* ``comparison.png``: test metrics (grouped bars) and training seconds per epoch (median over
+  seeds, the bar's range from the fastest to the slowest seed).
 
 Every file is written through :func:`recbole_gtc.files.atomic_write`. The summary rows are
 those of :func:`recbole_gtc.study.stats.summarize`.
@@ -19,7 +20,7 @@ import os
 import numpy as np
 
 from recbole_gtc.files import atomic_write, check_output_dir
-from recbole_gtc.study.stats import summarize
+from recbole_gtc.study.stats import TIME_STATS, summarize
 
 MARKDOWN_FILE = "comparison.md"
 CSV_FILE = "comparison.csv"
@@ -31,7 +32,10 @@ METRIC_COLUMNS = ("mean", "std", "improvement", "t_p", "wilcoxon_p", "n_users")
 
 WHAT_THE_NUMBERS_ARE = (
     "Numbers are mean ± sample standard deviation (ddof=1) over seeds of the test metrics, "
-    "each run tested at its best validation epoch."
+    "each run tested at its best validation epoch. "
+    "Train s/epoch: each run's median training seconds over its epochs after the first (which also "
+    "pays one-off set-up costs; a run of one epoch counts that epoch), then the median over seeds "
+    "and, in brackets, the fastest and the slowest seed."
 )
 TESTS_USED = (
     "Improvement = (reference − model) / model, of the means over seeds. "
@@ -52,6 +56,14 @@ def _fmt(value, spec):
 
 def _fmt_mean_std(mean, std, spec):
     return "n/a" if _missing(mean) else f"{_fmt(mean, spec)} ± {_fmt(std, spec)}"
+
+
+def _fmt_median_range(median, low, high, spec):
+    return "n/a" if _missing(median) else f"{_fmt(median, spec)} ({_fmt(low, spec)}–{_fmt(high, spec)})"
+
+
+def _time_columns():
+    return [f"train_seconds_per_epoch_{key}" for key in TIME_STATS]
 
 
 def _fmt_percent(fraction):
@@ -78,7 +90,8 @@ def markdown_table(summary, metrics):
 
     The results table has one row per label: the label (the reference marked
     ``(reference)``), its number of seeds, each metric as ``mean ± std`` (4 decimals), the
-    mean number of epochs and the training seconds per epoch (``mean ± std``, 2 decimals).
+    mean number of epochs and the training seconds per epoch (``median (min–max)`` over seeds,
+    2 decimals).
     The comparison table has one row per non-reference label and metric: the reference's
     relative improvement over it in %, the paired t-test p (with the number of paired seeds)
     and the per-user Wilcoxon p (with the number of user pairs), p-values to 3 significant
@@ -99,7 +112,7 @@ def markdown_table(summary, metrics):
         cells += [_fmt_mean_std(row["metrics"][m]["mean"], row["metrics"][m]["std"], ".4f") for m in metrics]
         cells += [
             _fmt(row["epochs_mean"], ".1f"),
-            _fmt_mean_std(row["train_seconds_per_epoch_mean"], row["train_seconds_per_epoch_std"], ".2f"),
+            _fmt_median_range(*[row[column] for column in _time_columns()], ".2f"),
         ]
         rows.append(cells)
     text = _table(
@@ -158,19 +171,20 @@ def write_csv(path, summary, metrics):
 
     Columns: ``label, model, reference, n_seeds, seeds, paired_seeds``, then for each metric
     ``m`` the columns ``<m>_mean, <m>_std, <m>_improvement, <m>_t_p, <m>_wilcoxon_p,
-    <m>_n_users``, then ``epochs_mean, train_seconds_per_epoch_mean,
-    train_seconds_per_epoch_std``. Seed lists are space-separated, floats are written at full
-    precision (``repr``, so they read back equal), ``nan`` as ``nan`` and values that do not
-    apply (the reference's comparison with itself) as empty cells.
+    <m>_n_users``, then ``epochs_mean, train_seconds_per_epoch_median,
+    train_seconds_per_epoch_min, train_seconds_per_epoch_max``. Seed lists are
+    space-separated, floats are written at full precision (``repr``, so they read back
+    equal), ``nan`` as ``nan`` and values that do not apply (the reference's comparison with
+    itself) as empty cells.
     """
     header = ["label", "model", "reference", "n_seeds", "seeds", "paired_seeds"]
     header += [f"{m}_{key}" for m in metrics for key in METRIC_COLUMNS]
-    header += ["epochs_mean", "train_seconds_per_epoch_mean", "train_seconds_per_epoch_std"]
+    header += ["epochs_mean", *_time_columns()]
     rows = []
     for row in summary:
         values = [row["label"], row["model"], row["reference"], row["n_seeds"], row["seeds"], row["paired_seeds"]]
         values += [row["metrics"][m][key] for m in metrics for key in METRIC_COLUMNS]
-        values += [row["epochs_mean"], row["train_seconds_per_epoch_mean"], row["train_seconds_per_epoch_std"]]
+        values += [row["epochs_mean"], *[row[column] for column in _time_columns()]]
         rows.append(values)
     _write_rows(path, header, rows)
 
@@ -198,7 +212,8 @@ def plot_png(path, summary, metrics, title):
 
     Left panel: one group of bars per metric, one bar per label (in summary order), height
     the mean over seeds, error bars the sample std (none where it is ``nan``). Right panel:
-    one bar per label, the mean training seconds per epoch with its std.
+    one bar per label, the median over seeds of the training seconds per epoch, its error bar
+    from the fastest to the slowest seed (asymmetric, never below zero).
 
     Drawn on a figure of its own with the Agg canvas: no window opens and pyplot's global
     state is left alone.
@@ -246,12 +261,13 @@ def plot_png(path, summary, metrics, title):
                       ncol=min(n_labels, 4), frameon=False)
 
     positions = np.arange(n_labels)
-    seconds = [row["train_seconds_per_epoch_mean"] for row in summary]
-    ax_time.bar(positions, seconds, 0.6, yerr=errors([row["train_seconds_per_epoch_std"] for row in summary]),
-                capsize=3, color=colors)
+    median, low, high = ([row[column] for row in summary] for column in _time_columns())
+    below = errors([m - lo for m, lo in zip(median, low)])
+    above = errors([hi - m for m, hi in zip(median, high)])
+    ax_time.bar(positions, median, 0.6, yerr=[below, above], capsize=3, color=colors)
     rotation, align = (90, "center") if upright else (30, "right")
     ax_time.set_xticks(positions, labels, rotation=rotation, ha=align, fontsize="small")
-    ax_time.set_ylabel("training seconds per epoch")
+    ax_time.set_ylabel("training s/epoch (median, min–max over seeds)")
 
     fig.suptitle(title)
     fig.tight_layout()

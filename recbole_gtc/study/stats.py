@@ -1,6 +1,6 @@
 """Statistics of a comparison study: mean +- sample std over seeds, the paired t-test over
-seeds, the per-user Wilcoxon signed-rank test over the pooled seeds and the relative
-improvement of the reference model.
+seeds, the per-user Wilcoxon signed-rank test over the pooled seeds, the relative
+improvement of the reference model, and the training time's median and range over seeds.
 
 Every p-value is two-sided. Degenerate inputs have fixed, documented answers instead of
 scipy's warnings and ``nan``s (see :func:`paired_ttest` and :func:`wilcoxon_pvalue`), so a
@@ -21,6 +21,10 @@ from recbole_gtc.errors import RecboleGTCError
 #: Largest number of non-zero differences for which the Wilcoxon test uses the exact null
 #: distribution (scipy's own threshold); above it, the normal approximation.
 WILCOXON_EXACT_MAX_N = 50
+
+#: The training-time statistics of a summary row, ``train_seconds_per_epoch_<stat>``
+#: (:func:`median_range`).
+TIME_STATS = ("median", "min", "max")
 
 
 def _as_1d(values, what):
@@ -55,6 +59,22 @@ def mean_std(values):
     mean = float(np.mean(values))
     std = float(np.std(values, ddof=1)) if len(values) >= 2 else math.nan
     return mean, std
+
+
+def median_range(values):
+    """Median, minimum and maximum of ``values``: a centre and a spread that stay within the
+    values (a duration's spread never reaches below zero, as mean - std can).
+
+    Args:
+        values (sequence of float): shape ``[n]``, e.g. one run's seconds per epoch per seed.
+
+    Returns:
+        tuple(float, float, float): ``(median, min, max)``; all ``nan`` when ``n == 0``.
+    """
+    values = _as_1d(values, "median_range")
+    if len(values) == 0:
+        return math.nan, math.nan, math.nan
+    return float(np.median(values)), float(np.min(values)), float(np.max(values))
 
 
 def paired_ttest(a, b):
@@ -149,8 +169,10 @@ def _test_value(record, metric):
 
 
 def _optional_numbers(records, key):
-    """The records' ``key`` values that are set (``None`` and missing ones left out)."""
-    return [float(r[key]) for r in records if r.get(key) is not None]
+    """The records' ``key`` values that are set: ``None``, missing ones and ``nan`` (what earlier
+    versions stored for a trainer that times no epoch) left out."""
+    values = [float(r[key]) for r in records if r.get(key) is not None]
+    return [v for v in values if not math.isnan(v)]
 
 
 def _per_user(record, metric):
@@ -223,8 +245,9 @@ def summarize(records, metrics, reference=None):
           (:func:`wilcoxon_pvalue` of the reference against this row over
           :func:`pooled_user_pairs`; ``nan`` when a record lacks per-user values) and
           ``n_users`` (the number of pooled user pairs; None without per-user values);
-        * ``epochs_mean``, ``train_seconds_per_epoch_mean``, ``train_seconds_per_epoch_std``
-          over the records where they are set (``nan`` where none is).
+        * ``epochs_mean``, and ``train_seconds_per_epoch_median``, ``_min`` and ``_max``
+          (:func:`median_range` of the runs' ``train_seconds_per_epoch``), over the records
+          where they are set (``nan`` where none is).
 
     Raises:
         RecboleGTCError: no records, two records with the same label and seed, an unknown
@@ -280,8 +303,8 @@ def summarize(records, metrics, reference=None):
         ordered = [runs[s] for s in seeds]
         epochs = _optional_numbers(ordered, "epochs")
         row["epochs_mean"] = mean_std(epochs)[0]
-        row["train_seconds_per_epoch_mean"], row["train_seconds_per_epoch_std"] = mean_std(
-            _optional_numbers(ordered, "train_seconds_per_epoch")
-        )
+        seconds = median_range(_optional_numbers(ordered, "train_seconds_per_epoch"))
+        for key, value in zip(TIME_STATS, seconds):
+            row[f"train_seconds_per_epoch_{key}"] = value
         summary.append(row)
     return summary

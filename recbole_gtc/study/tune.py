@@ -442,7 +442,6 @@ def tune(label, model, dataset, config_files=None, config_dict=None, cmd_args=No
 
     with open(path, encoding="utf-8") as f:
         params_text = f.read()
-    from recbole_gtc.quick_start import load_config
     from recbole_gtc.run import config_items, dataset_digest
 
     base = load_config(model, dataset, config_files, config_dict=dict(config_dict or {}), cmd_args=list(cmd_args or []))
