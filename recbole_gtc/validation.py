@@ -81,30 +81,23 @@ def _optional(rule, optional):
     return check
 
 
-def integer(low=None, high=None, optional=False):
-    """An int (not a bool) in ``[low, high]``; ``optional`` also allows ``None``."""
-    rng = _range_phrase(low, high)
-    phrase = f"must be an integer {rng}".rstrip()
+def _ranged(is_kind, noun, low, high, low_open, high_open, optional):
+    phrase = f"must be {noun} {_range_phrase(low, high, low_open, high_open)}".rstrip()
 
     def check(value):
-        if _is_int(value) and _in_range(value, low, high, False, False):
-            return None
-        return phrase
+        return None if is_kind(value) and _in_range(value, low, high, low_open, high_open) else phrase
 
     return _optional(check, optional)
+
+
+def integer(low=None, high=None, optional=False):
+    """An int (not a bool) in ``[low, high]``; ``optional`` also allows ``None``."""
+    return _ranged(_is_int, "an integer", low, high, False, False, optional)
 
 
 def number(low=None, high=None, low_open=False, high_open=False, optional=False):
     """A finite int or float (not a bool) in the range; ``*_open`` excludes the bound."""
-    rng = _range_phrase(low, high, low_open, high_open)
-    phrase = f"must be a number {rng}".rstrip()
-
-    def check(value):
-        if _is_number(value) and _in_range(value, low, high, low_open, high_open):
-            return None
-        return phrase
-
-    return _optional(check, optional)
+    return _ranged(_is_number, "a number", low, high, low_open, high_open, optional)
 
 
 def boolean(optional=False):

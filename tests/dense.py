@@ -1,9 +1,13 @@
-"""Dense numpy references of the graphs the multi-modal models share, for the formula tests.
+"""Dense references for the formula tests: numpy references of the graphs the multi-modal
+models share, and the total-correlation losses as whole logits matrices in torch.
 
-Everything is ``I x I`` or ``(U + I) x (U + I)``: only for the toy splits of the tests.
+Everything is ``I x I``, ``(U + I) x (U + I)`` or ``rows x candidates``: only for the toy
+splits of the tests.
 """
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 
 def item_rows(ds):
@@ -88,3 +92,30 @@ def dragon_backbone(model, ds, raw, item_views, weights):
     users, items = np.hstack(users), np.hstack(items)
     items = items + item_graph(ds, raw, model.knn_k, weights) @ items
     return users + user_messages(r, users, model.user_graph_k), items
+
+
+def cross_entropy(anchor, candidates, positives, scale, targets):
+    """Whole ``(r, n)`` logits matrix ``scale * anchor @ candidates.T``, the positive
+    ``scale * <anchor, positives>`` written at each row's target, then ``F.cross_entropy``."""
+    logits = scale * anchor @ candidates.T
+    positive = scale * (anchor * positives).sum(-1)
+    mask = F.one_hot(targets, candidates.shape[0]).bool()
+    logits = torch.where(mask, positive.unsqueeze(1), logits)
+    return F.cross_entropy(logits, targets)
+
+
+def symile(views, scale, perms, rows=None):
+    """Symile over ``views`` (each ``(n, d)``): for each anchor view, the rows ``rows`` (default
+    all n) against the element-wise product of the other views, permuted by ``perms[anchor]``
+    (one permutation of ``n`` per other view) as negatives; row i's own column holds the
+    positive. The mean over anchors."""
+    n = views[0].shape[0]
+    rows = torch.arange(n) if rows is None else rows
+    losses = []
+    for a, anchor in enumerate(views):
+        others = [v for b, v in enumerate(views) if b != a]
+        negatives, positives = others[0][perms[a][0]], others[0][rows]
+        for other, perm in zip(others[1:], perms[a][1:]):
+            negatives, positives = negatives * other[perm], positives * other[rows]
+        losses.append(cross_entropy(anchor[rows], negatives, positives, scale, rows))
+    return torch.stack(losses).mean()

@@ -1,53 +1,18 @@
-"""DRAGON: shapes, the exact relation to GTC's backbone, deterministic never-stale evaluation, learning."""
+"""DRAGON against its released formulas: the item-graph weights, the exact relation to GTC's backbone,
+the whole forward pass and loss written densely. What every multi-modal model keeps (shapes,
+gradients, evaluation, seeds, leakage, refusals, learning) is tests/test_mm_models.py's."""
 
 import numpy as np
-import pytest
 import torch
-from recbole.utils import init_seed
 
-from recbole_gtc.data import create_dataset, data_preparation
-from recbole_gtc.model.dragon import DRAGON
-from recbole_gtc.model.gtc import GTC
-from recbole_gtc.utils import RecboleGTCError
 import dense
-from planted import planted_roots, recall, train
-from toydata import config_for, random_splits, write_dataset
+from toydata import N_ITEMS, N_USERS, build, features, toy_model
 
-N_USERS, N_ITEMS = 40, 30
 SMALL = {"train_batch_size": 64, "user_graph_k": 5, "knn_k": 4}
 
 
-def _features(names, seed=0):
-    rng = np.random.default_rng(seed)
-    return {m: rng.normal(size=(N_ITEMS, 5 + i)).astype(np.float32) for i, m in enumerate(names)}
-
-
-def _data(tmp_path, modalities=("image", "text"), model="DRAGON", **overrides):
-    if not (tmp_path / "mm").exists():
-        write_dataset(tmp_path, "mm", random_splits(N_USERS, N_ITEMS), _features(modalities), N_ITEMS)
-    config = config_for(tmp_path, "mm", model=model, **dict(SMALL, **overrides))
-    torch.manual_seed(0)
-    dataset = create_dataset(config)
-    train, valid, test = data_preparation(config, dataset)
-    return config, train
-
-
-def _build(tmp_path, modalities=("image", "text"), **overrides):
-    config, train = _data(tmp_path, modalities, **overrides)
-    torch.manual_seed(0)
-    return DRAGON(config, train.dataset), train
-
-
-@pytest.mark.parametrize("modalities", [("image",), ("image", "text"), ("image", "text", "audio")])
-def test_shapes_and_gradients_for_any_number_of_modalities(tmp_path, modalities):
-    model, train = _build(tmp_path, modalities)
-    users, items = model.forward()
-    m = len(modalities)
-    assert users.shape == (N_USERS + 1, 64 * m) and items.shape == (N_ITEMS + 1, 64 * m)
-    model.train()
-    model.calculate_loss(next(iter(train))).backward()
-    for name, p in model.named_parameters():
-        assert p.grad is not None and p.grad.abs().sum() > 0, name
+def _build(tmp_path, model="DRAGON", **overrides):
+    return toy_model(tmp_path, model, **dict(SMALL, **overrides))
 
 
 def test_item_graph_weights_follow_mm_image_weight(tmp_path):
@@ -77,14 +42,11 @@ def test_gtc_without_diffusion_tc_gate_and_id_view_computes_dragon(tmp_path):
     """GTC(use_diffusion=False, use_tc=False, use_gate=False) is DRAGON plus an ID view and with a
     one-layer projection. With the ID view zeroed and DRAGON's MLP set to the same linear map,
     both give the same scores and the same BPR loss on the same batch (same padding draws)."""
-    common = dict(reg_weight=0.0, n_mm_layers=1)
-    config, train = _data(tmp_path, model="GTC", use_diffusion=False, use_tc=False, use_gate=False,
-                          mm_graph_weights={"image": 0.1, "text": 0.9}, **common)
-    torch.manual_seed(0)
-    gtc = GTC(config, train.dataset).double()
-    dconfig, dtrain = _data(tmp_path, mm_image_weight=0.1, **common)
-    torch.manual_seed(1)
-    dragon = DRAGON(dconfig, dtrain.dataset).double()
+    common = dict(SMALL, reg_weight=0.0, n_mm_layers=1)
+    gtc, train = _build(tmp_path, "GTC", use_diffusion=False, use_tc=False, use_gate=False,
+                        mm_graph_weights={"image": 0.1, "text": 0.9}, **common)
+    gtc = gtc.double()
+    dragon = build(tmp_path, "mm", "DRAGON", seed=1, mm_image_weight=0.1, **common)[0].double()
 
     with torch.no_grad():
         gtc.item_id_embedding.weight.zero_()
@@ -116,78 +78,6 @@ def test_gtc_without_diffusion_tc_gate_and_id_view_computes_dragon(tmp_path):
     assert not torch.allclose(gtc.full_sort_predict(users), dragon.full_sort_predict(users), atol=1e-3)
 
 
-def test_evaluation_is_deterministic_and_never_stale(tmp_path):
-    model, train = _build(tmp_path)
-    users = {"user_id": torch.arange(1, N_USERS + 1)}
-    model.eval()
-    first = model.full_sort_predict(users)
-    model.train()
-    model.eval()
-    assert torch.equal(first, model.full_sort_predict(users))
-    pointwise = model.predict({"user_id": torch.tensor([1, 2]), "item_id": torch.tensor([3, 4])})
-    assert torch.allclose(pointwise, first[[0, 1], [3, 4]], atol=1e-5)
-
-    model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    model.calculate_loss(next(iter(train))).backward()
-    optimizer.step()
-    model.eval()
-    assert not torch.allclose(first, model.full_sort_predict(users))
-    model.load_state_dict(model.state_dict())
-    assert model._eval_cache is None
-
-
-def test_same_seed_same_training(tmp_path):
-    def run():
-        init_seed(999, True)  # data order and negative sampling follow numpy/random/torch seeds
-        model, train = _build(tmp_path)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-        model.train()
-        for epoch in range(2):
-            model.on_epoch_start(epoch)
-            for batch in train:
-                optimizer.zero_grad()
-                model.calculate_loss(batch).backward()
-                optimizer.step()
-        model.eval()
-        return model.full_sort_predict({"user_id": torch.arange(1, N_USERS + 1)})
-
-    assert torch.equal(run(), run())
-
-
-def test_graphs_come_from_the_training_split(tmp_path):
-    model, train = _build(tmp_path)
-    ds = train.dataset
-    splits = random_splits(N_USERS, N_ITEMS)
-    train_edges = {(int(ds.token2id("user_id", f"u{u}")), int(ds.token2id("item_id", str(i))))
-                   for u, i in splits["train"]}
-    adj = model.norm_adj.to_sparse_coo().coalesce()
-    edges = {(u, i - model.n_users) for u, i in adj.indices().T.tolist() if u < model.n_users}
-    assert edges == train_edges
-
-
-def test_dataset_without_modalities_fails_clearly(tmp_path):
-    write_dataset(tmp_path / "plain", "mm", random_splits(N_USERS, N_ITEMS), _features(["image"]), N_ITEMS)
-    (tmp_path / "plain" / "mm" / "mm.yaml").write_text(
-        "load_col:\n  inter: [user_id, item_id]\nbenchmark_filename: [train, valid, test]\n"
-    )
-    config = config_for(tmp_path / "plain", "mm", model="DRAGON")
-    train, _, _ = data_preparation(config, create_dataset(config))
-    with pytest.raises(RecboleGTCError, match="no 'modalities'"):
-        DRAGON(config, train.dataset)
-
-
-def test_content_helps_on_planted_data(tmp_path, tmp_path_factory):
-    """Same interactions, same seed: real features beat features permuted across items, and the
-    ID-only BPR and popularity baselines."""
-    roots = planted_roots(tmp_path_factory)
-    real = recall(train("DRAGON", roots["real"], tmp_path))
-    permuted = recall(train("DRAGON", roots["permuted"], tmp_path))
-    bpr = recall(train("BPR", roots["real"], tmp_path))
-    pop = recall(train("Pop", roots["real"], tmp_path))
-    assert real > permuted + 0.03 and real > bpr + 0.03 and real > pop + 0.1, (real, permuted, bpr, pop)
-
-
 def test_forward_and_loss_match_the_released_formulas(tmp_path):
     """Scores and loss equal MMRec's DRAGON written out densely in numpy on the toy split:
     per modality x_m = rownorm([P_m ; W2 lrelu(W1 X_m + b1) + b2]), R_m = x + A x + A^2 x over the
@@ -198,7 +88,7 @@ def test_forward_and_loss_match_the_released_formulas(tmp_path):
     model, train = _build(tmp_path, reg_weight=0.5, n_layers=2, n_mm_layers=1, mm_image_weight=0.1)
     model = model.double()
     ds = train.dataset
-    raw = _features(("image", "text"))
+    raw = features(("image", "text"))
 
     def lrelu(z):
         return np.where(z > 0, z, 0.01 * z)

@@ -1,60 +1,34 @@
-"""The GTC model: wiring, gradients, deterministic evaluation, ablations, any number of modalities."""
+"""GTC against its method: the denoiser's condition, BPR in base 2, the ablations on one code path,
+the gate switch, one training step written densely. What every multi-modal model keeps (shapes,
+gradients, evaluation, seeds, leakage, refusals, learning) is tests/test_mm_models.py's."""
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
-from recbole_gtc.data import create_dataset, data_preparation
-from recbole_gtc.model.gtc import GTC
-from recbole_gtc.utils import RecboleGTCError
 import dense
-from toydata import config_for, random_splits, write_dataset
-
-N_USERS, N_ITEMS = 40, 30
+from toydata import features, toy_model
 
 
-def _features(names, seed=0):
-    rng = np.random.default_rng(seed)
-    return {m: rng.normal(size=(N_ITEMS, 5 + i)).astype(np.float32) for i, m in enumerate(names)}
-
-
-def _build(tmp_path, modalities=("image", "text"), **overrides):
-    write_dataset(tmp_path, "mm", random_splits(N_USERS, N_ITEMS), _features(modalities), N_ITEMS)
-    overrides.setdefault("train_batch_size", 64)
-    overrides.setdefault("user_graph_k", 5)
-    overrides.setdefault("knn_k", 4)
-    config = config_for(tmp_path, "mm", model="GTC", **overrides)
-    torch.manual_seed(0)
-    dataset = create_dataset(config)
-    train, valid, test = data_preparation(config, dataset)
-    torch.manual_seed(0)
-    return GTC(config, train.dataset), train, valid
+def _build(tmp_path, **overrides):
+    return toy_model(tmp_path, "GTC", **dict({"train_batch_size": 64, "user_graph_k": 5, "knn_k": 4}, **overrides))
 
 
 def _batch(train):
     return next(iter(train))
 
 
-def test_every_parameter_receives_gradient(tmp_path):
-    model, train, _ = _build(tmp_path)
-    model.train()
-    model.calculate_loss(_batch(train)).backward()
-    for name, p in model.named_parameters():
-        assert p.grad is not None and p.grad.abs().sum() > 0, name
-
-
 def test_denoiser_condition_is_not_detached(tmp_path):
     """The diffusion loss alone must train the item ID embedding (the denoiser's condition)."""
-    model, _, _ = _build(tmp_path)
+    model, _ = _build(tmp_path)
     model.train()
     model.forward()["diff_loss"].backward()
     assert model.item_id_embedding.weight.grad[1:].abs().sum() > 0
 
 
 def test_bpr_term_is_log2_and_stable(tmp_path):
-    model, train, _ = _build(tmp_path, use_tc=False, use_diffusion=False, reg_weight=0.0)
+    model, train = _build(tmp_path, use_tc=False, use_diffusion=False, reg_weight=0.0)
     model.train()
     batch = _batch(train)
     out = model.forward()
@@ -62,42 +36,6 @@ def test_bpr_term_is_log2_and_stable(tmp_path):
     diff = (u * out["item"][batch["item_id"]]).sum(-1) - (u * out["item"][batch["neg_item_id"]]).sum(-1)
     expected = -torch.log2(torch.sigmoid(diff.double())).mean()
     assert torch.allclose(model.calculate_loss(batch).double(), expected, rtol=1e-5)
-
-
-def test_full_sort_is_deterministic_and_never_stale(tmp_path):
-    model, train, valid = _build(tmp_path)
-    users = {"user_id": torch.arange(1, N_USERS + 1)}
-    model.eval()
-    first = model.full_sort_predict(users)
-    model.train()
-    model.eval()  # recomputed from scratch: same parameters, fixed timestep and noise
-    assert torch.equal(first, model.full_sort_predict(users))
-
-    model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    model.calculate_loss(_batch(train)).backward()
-    optimizer.step()
-    model.eval()
-    assert not torch.allclose(first, model.full_sort_predict(users))  # reflects the new parameters
-
-
-def test_prediction_matches_full_sort(tmp_path):
-    model, _, _ = _build(tmp_path)
-    model.eval()
-    users = torch.tensor([1, 2, 3])
-    items = torch.tensor([4, 5, 6])
-    pointwise = model.predict({"user_id": users, "item_id": items})
-    full = model.full_sort_predict({"user_id": users})
-    assert torch.allclose(pointwise, full[torch.arange(3), items], atol=1e-5)
-
-
-@pytest.mark.parametrize("modalities", [("image",), ("image", "text"), ("image", "text", "audio")])
-def test_any_number_of_modalities(tmp_path, modalities):
-    model, train, _ = _build(tmp_path, modalities=modalities)
-    model.train()
-    loss = model.calculate_loss(_batch(train))
-    assert torch.isfinite(loss)
-    assert model.forward()["item"].shape == (N_ITEMS + 1, 64 * (len(modalities) + 1))
 
 
 @pytest.mark.parametrize(
@@ -111,7 +49,7 @@ def test_any_number_of_modalities(tmp_path, modalities):
     ],
 )
 def test_ablations_train_on_the_same_code_path(tmp_path, switch, untouched):
-    model, train, _ = _build(tmp_path, **switch)
+    model, train = _build(tmp_path, **switch)
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = []
@@ -129,48 +67,13 @@ def test_ablations_train_on_the_same_code_path(tmp_path, switch, untouched):
 
 
 def test_gate_switch_changes_the_id_view(tmp_path):
-    on, _, _ = _build(tmp_path / "on")
-    off, _, _ = _build(tmp_path / "off", use_gate=False)
+    on, _ = _build(tmp_path / "on")
+    off, _ = _build(tmp_path / "off", use_gate=False)
     off.load_state_dict(on.state_dict())
     on.eval()
     off.eval()
     users = {"user_id": torch.arange(1, 5)}
     assert not torch.allclose(on.full_sort_predict(users), off.full_sort_predict(users))
-
-
-def test_graphs_come_from_the_training_split(tmp_path):
-    model, train, _ = _build(tmp_path)
-    ds = train.dataset
-    splits = random_splits(N_USERS, N_ITEMS)
-
-    def internal(pairs):
-        return {(int(ds.token2id("user_id", f"u{u}")), int(ds.token2id("item_id", str(i)))) for u, i in pairs}
-
-    adj = model.norm_adj.to_sparse_coo().coalesce()
-    edges = {(u, i - model.n_users) for u, i in adj.indices().T.tolist() if u < model.n_users}
-    assert edges == internal(splits["train"])
-    assert not edges & internal(splits["valid"] + splits["test"])
-    indptr, indices, counts = model.user_graph.neighbours
-    r = np.zeros((model.n_users, model.n_items))
-    for u, i in internal(splits["train"]):
-        r[u, i] = 1
-    co = r @ r.T
-    np.fill_diagonal(co, 0)
-    for u in range(model.n_users):
-        assert set(counts[indptr[u]:indptr[u + 1]].tolist()) <= set(co[u][co[u] > 0].tolist())
-        assert indptr[u + 1] - indptr[u] == min(model.user_graph_k, int((co[u] > 0).sum()))
-
-
-def test_dataset_without_modalities_fails_clearly(tmp_path):
-    write_dataset(tmp_path / "plain", "mm", random_splits(N_USERS, N_ITEMS), _features(["image"]), N_ITEMS)
-    (tmp_path / "plain" / "mm" / "mm.yaml").write_text(
-        "load_col:\n  inter: [user_id, item_id]\nbenchmark_filename: [train, valid, test]\n"
-    )
-    config = config_for(tmp_path / "plain", "mm", model="GTC")
-    dataset = create_dataset(config)
-    train, _, _ = data_preparation(config, dataset)
-    with pytest.raises(RecboleGTCError, match="no 'modalities'"):
-        GTC(config, train.dataset)
 
 
 # ---------------------------------------------------------------- the whole method, densely
@@ -240,15 +143,8 @@ def _dense_gtc(model, ds, raw, batch, seed):
     bpr = -torch.log2(torch.sigmoid(diff)).mean()
     reg = sum((model.user_preference[v][u] ** 2).mean() for v in ("id",) + mods) + (model.user_view_weight ** 2).mean()
     views = [v[1:] / v[1:].norm(dim=1, keepdim=True) for v in (e, g1, g2)]
-    scale = model.logit_scale.exp()
-    tc = 0.0
-    for anchor in range(3):
-        others = [v for b, v in enumerate(views) if b != anchor]
-        perms = [torch.randperm(n_i - 1) for _ in others]
-        logits = scale * views[anchor] @ (others[0][perms[0]] * others[1][perms[1]]).T
-        positive = scale * (views[anchor] * others[0] * others[1]).sum(1)
-        logits = logits - torch.diag(logits.diagonal()) + torch.diag(positive)
-        tc = tc + (torch.logsumexp(logits, 1) - positive).mean() / 3
+    perms = [[torch.randperm(n_i - 1) for _ in range(2)] for _ in range(3)]  # per anchor, per other view
+    tc = dense.symile(views, model.logit_scale.exp(), perms)
     loss = bpr + model.reg_weight * reg + model.tc_weight * tc + model.diff_weight * mse
     return users, items, loss
 
@@ -256,10 +152,10 @@ def _dense_gtc(model, ds, raw, batch, seed):
 def test_forward_and_loss_match_the_method_written_densely(tmp_path):
     """One training step (diffusion filter, gate, DRAGON's graphs and fusion, BPR, regulariser,
     Symile TC over all items, diffusion MSE) equals :func:`_dense_gtc` from the same draws."""
-    model, train, _ = _build(tmp_path, reg_weight=0.5)
+    model, train = _build(tmp_path, reg_weight=0.5)
     model = model.double().train()
     batch = _batch(train)
-    raw = _features(("image", "text"))
+    raw = features(("image", "text"))
     with torch.no_grad():
         users, items, loss = _dense_gtc(model, train.dataset, raw, batch, seed=5)
         torch.manual_seed(5)

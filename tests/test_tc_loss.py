@@ -18,6 +18,7 @@ from torch.utils.checkpoint import checkpoint
 
 from recbole_gtc.model import tc_loss
 from recbole_gtc.model.tc_loss import chunked_ce, pairwise_infonce_loss, symile_loss
+from dense import cross_entropy as _dense_ce, symile as _dense_symile
 
 
 def _views(n_views, n=7, d=5, seed=0, requires_grad=False):
@@ -175,28 +176,6 @@ def _reference_pairwise(views, scale, chunk_size):
             _reference_chunked_ce(a, b, b, scale, chunk_size) + _reference_chunked_ce(b, a, a, scale, chunk_size)
         )
     return total
-
-
-def _dense_ce(anchor, candidates, positives, scale, targets):
-    """Whole ``(r, n)`` logits matrix, positive written at each row's target, F.cross_entropy."""
-    logits = scale * anchor @ candidates.T
-    positive = scale * (anchor * positives).sum(-1)
-    mask = F.one_hot(targets, candidates.shape[0]).bool()
-    logits = torch.where(mask, positive.unsqueeze(1), logits)
-    return F.cross_entropy(logits, targets)
-
-
-def _dense_symile(views, scale, perms, rows=None):
-    n = views[0].shape[0]
-    rows = torch.arange(n) if rows is None else rows
-    losses = []
-    for a, anchor in enumerate(views):
-        others = [v for b, v in enumerate(views) if b != a]
-        negatives, positives = others[0][perms[a][0]], others[0][rows]
-        for other, perm in zip(others[1:], perms[a][1:]):
-            negatives, positives = negatives * other[perm], positives * other[rows]
-        losses.append(_dense_ce(anchor[rows], negatives, positives, scale, rows))
-    return torch.stack(losses).mean()
 
 
 def _loss_and_grads(fn, n_views, n, d=6, scale=3.0, seed=0, dtype=torch.float32):

@@ -7,11 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from recbole_gtc.data import create_dataset, data_preparation
-from recbole_gtc.model.gtc import GTC
 from recbole_gtc.utils import RecboleGTCError
 from recbole_gtc.validation import validate_config
-from toydata import config_for, random_splits, write_dataset
+from toydata import build, config_for, random_splits, write_dataset
+import dense
 
 N_USERS, N_ITEMS = 40, 60
 
@@ -26,32 +25,12 @@ def _write(tmp_path):
 def _build(tmp_path, **overrides):
     _write(tmp_path)
     overrides.setdefault("train_batch_size", 16)
-    config = config_for(tmp_path, "mm", model="GTC", user_graph_k=5, knn_k=4, **overrides)
-    torch.manual_seed(0)
-    dataset = create_dataset(config)
-    train, _, _ = data_preparation(config, dataset)
-    torch.manual_seed(0)
-    return GTC(config, train.dataset), train
+    return build(tmp_path, "mm", "GTC", user_graph_k=5, knn_k=4, **overrides)
 
 
 def _batch_items(train):
     batch = next(iter(train))
     return torch.cat([batch["item_id"], batch["neg_item_id"]]), batch
-
-
-def _dense_symile(views, scale, perms, rows):
-    """Whole logits matrix per anchor; row i's own column holds the positive."""
-    losses = []
-    for a, anchor in enumerate(views):
-        others = [v for b, v in enumerate(views) if b != a]
-        negatives, positives = others[0][perms[a][0]], others[0][rows]
-        for other, perm in zip(others[1:], perms[a][1:]):
-            negatives, positives = negatives * other[perm], positives * other[rows]
-        logits = scale * anchor[rows] @ negatives.T
-        mask = F.one_hot(rows, negatives.shape[0]).bool()
-        logits = torch.where(mask, (scale * (anchor[rows] * positives).sum(-1)).unsqueeze(1), logits)
-        losses.append(F.cross_entropy(logits, rows))
-    return torch.stack(losses).mean()
 
 
 def test_sampled_items_keep_the_batch_and_draw_real_items(tmp_path):
@@ -93,7 +72,7 @@ def test_sampled_loss_equals_dense_formula_on_the_sampled_set(tmp_path):
                                                       for m in model.modalities]
     n = len(cols)
     perms = [[torch.randperm(n) for _ in range(len(views) - 1)] for _ in views]
-    expected = _dense_symile(views, model.logit_scale.exp(), perms, rows)
+    expected = dense.symile(views, model.logit_scale.exp(), perms, rows)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 

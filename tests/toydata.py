@@ -1,8 +1,14 @@
-"""Write small RecBole benchmark datasets (atomic files + modality .npy + YAML) for tests."""
+"""Write small RecBole benchmark datasets (atomic files + modality .npy + YAML) for tests, and
+build a model on one."""
 
 import os
 
 import numpy as np
+import pytest
+import torch
+
+#: The toy split's size (:func:`random_splits`, :func:`leak_splits`).
+N_USERS, N_ITEMS = 40, 30
 
 YAML = """USER_ID_FIELD: user_id
 ITEM_ID_FIELD: item_id
@@ -64,6 +70,34 @@ def random_splits(n_users, n_items, per_user=8, seed=0):
     return splits
 
 
+def leak_splits(n_users=N_USERS, n_items=N_ITEMS, per_user=10, poison=False, seed=0):
+    """Every item is in training (so internal ids follow the training file alone); each user
+    has ``per_user - 2`` training items, 1 valid and 1 test item. ``poison`` swaps every valid and
+    test pair for another pair of the same user that is in no split (the training split stays)."""
+    rng = np.random.default_rng(seed)
+    splits = {"train": [], "valid": [], "test": []}
+    spare = {}
+    for u in range(n_users):
+        items = rng.permutation(n_items)
+        splits["train"] += [(u, int(i)) for i in items[:per_user - 2]]
+        splits["valid"].append((u, int(items[per_user - 2])))
+        splits["test"].append((u, int(items[per_user - 1])))
+        spare[u] = [int(i) for i in items[per_user:per_user + 2]]
+    for i in range(n_items):  # make sure every item has a training row
+        if all(item != i for _, item in splits["train"]):
+            splits["train"].append((i % n_users, i))
+    if poison:
+        splits["valid"] = [(u, spare[u][0]) for u, _ in splits["valid"]]
+        splits["test"] = [(u, spare[u][1]) for u, _ in splits["test"]]
+    return splits
+
+
+def features(names, n_items=N_ITEMS, seed=0):
+    """Random features of each modality in ``names``, ``(n_items, 5 + its position)`` float32."""
+    rng = np.random.default_rng(seed)
+    return {m: rng.normal(size=(n_items, 5 + i)).astype(np.float32) for i, m in enumerate(names)}
+
+
 def config_for(root, name, model="BPR", **overrides):
     """An :class:`MMConfig` for a test dataset on CPU, writing checkpoints under ``root``."""
     from recbole_gtc.config import MMConfig
@@ -72,3 +106,44 @@ def config_for(root, name, model="BPR", **overrides):
                    "state": "ERROR", "graph_cache_dir": None}
     config_dict.update(overrides)
     return MMConfig(model, name, config_dict=config_dict, cmd_args=[])
+
+
+def prepare(root, name, model, **overrides):
+    """``(config, dataset, train dataloader)`` of ``model`` (a name) on ``root/name``
+    (:func:`config_for` with ``overrides``); the torch seed is 0 while the data are prepared."""
+    from recbole_gtc.data import create_dataset, data_preparation
+
+    config = config_for(root, name, model=model, **overrides)
+    torch.manual_seed(0)
+    dataset = create_dataset(config)
+    train, _, _ = data_preparation(config, dataset)
+    return config, dataset, train
+
+
+def build(root, name, model, seed=0, **overrides):
+    """``(model, train dataloader)``: ``model`` (a name) built on ``root/name``'s training split
+    (:func:`prepare`), with the torch seed set to ``seed`` first."""
+    from recbole_gtc.utils import get_model
+
+    config, _, train = prepare(root, name, model, **overrides)
+    torch.manual_seed(seed)
+    return get_model(model)(config, train.dataset), train
+
+
+def toy_model(root, model, modalities=("image", "text"), order_seed=None, **overrides):
+    """:func:`build` on ``root/mm``, written first (:func:`random_splits` of ``N_USERS x N_ITEMS``,
+    :func:`features` of ``modalities``, lines shuffled by ``order_seed``) unless it exists."""
+    if not os.path.exists(os.path.join(root, "mm")):
+        write_dataset(root, "mm", random_splits(N_USERS, N_ITEMS), features(modalities), N_ITEMS, order_seed=order_seed)
+    return build(root, "mm", model, **overrides)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread is ~70x faster than two on a busy 2-core machine
+    (OpenMP workers spin); both runs of each comparison use the same setting. Importing it
+    into a test module turns it on for that module's tests."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -21,7 +21,6 @@ import torch.nn as nn
 from recbole_gtc.model.bipartite import normalized_bipartite_adjacency
 from recbole_gtc.model.graphs import epoch_generator
 from recbole_gtc.model.mm_base import MultiModalRecommender, bpr_loss, lightgcn_mean, power_propagate
-from recbole_gtc.utils import RecboleGTCError
 from recbole_gtc.validation import MMREC_KEYS, boolean
 
 
@@ -90,11 +89,7 @@ class FREEDOM(MultiModalRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        if self.feat_embed_dim != self.embedding_size:
-            raise RecboleGTCError(
-                f"FREEDOM scores users against projected features: feat_embed_dim ({self.feat_embed_dim}) "
-                f"must equal embedding_size ({self.embedding_size})"
-            )
+        self.require_one_width("scores users against projected features")
         feats = dataset.modality_feats
         d = self.embedding_size
         self.user_embedding = nn.Embedding(self.n_users, d)

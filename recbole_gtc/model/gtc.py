@@ -134,10 +134,9 @@ class GTC(DRAGON):
     # ------------------------------------------------------------------ forward
     def content_views(self):
         """Projected content ``F_m`` of every item, each ``(n_items, d)``, in float32 even under
-        mixed precision: the diffusion filter amplifies their rounding (see :meth:`denoise`). On
-        ml-100k-mm one step's gradients were 0.2% from float32's with bf16 projections and
-        0.005% with float32 ones; on synth-mm bf16 then kept test Recall@20 within 1% of float32
-        at every seed tried (README, "Performance"), for 1.02x a bf16 step's time."""
+        mixed precision: the diffusion filter amplifies their rounding (see :meth:`denoise`), and
+        bf16 projections put a step's gradients measurably further from float32's at almost no
+        saving (docs/performance.md, "bf16 accuracy")."""
         with torch.autocast(self.item_id_embedding.weight.device.type, enabled=False):
             return super().content_views()
 

@@ -32,7 +32,6 @@ from recbole.model.loss import EmbLoss
 from recbole_gtc.model.bipartite import normalized_bipartite_adjacency
 from recbole_gtc.model.mm_base import (MultiModalRecommender, bpr_loss, lightgcn_mean, power_propagate,
                                        sparse_from_scipy)
-from recbole_gtc.utils import RecboleGTCError
 from recbole_gtc.validation import MMREC_KEYS, choice, integer, number
 
 
@@ -100,11 +99,7 @@ class LGMRec(MultiModalRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        if self.feat_embed_dim != self.embedding_size:
-            raise RecboleGTCError(
-                f"LGMRec adds modality and ID embeddings: feat_embed_dim ({self.feat_embed_dim}) "
-                f"must equal embedding_size ({self.embedding_size})"
-            )
+        self.require_one_width("adds modality and ID embeddings")
         feats = dataset.modality_feats
         d = self.embedding_size
         for name, feat in feats.items():

@@ -58,6 +58,13 @@ class MultiModalRecommender(CachedEvalScores, GeneralRecommender):
         self.modalities = list(feats)
         self.seed = int(config["seed"] or 0)
 
+    def require_one_width(self, why):
+        """Refuse ``feat_embed_dim != embedding_size`` (MMRec's two keys), for models that add
+        or compare projected features and ID embeddings; ``why`` says what needs it."""
+        if self.feat_embed_dim != self.embedding_size:
+            raise RecboleGTCError(f"{type(self).__name__} {why}: feat_embed_dim ({self.feat_embed_dim}) "
+                                  f"must equal embedding_size ({self.embedding_size})")
+
     # ------------------------------------------------------------------ graphs
     @staticmethod
     def training_pairs(dataset):

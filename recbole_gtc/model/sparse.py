@@ -5,13 +5,11 @@ same user co-interaction table for a whole epoch. ``torch.sparse.mm`` with a COO
 (and a weighted ``embedding_bag``, the other way to gather neighbours) computes the input
 gradient ``A^T dY`` by building and sorting ``A^T`` (or sorting the gathered indices) on
 every backward. Here the matrix is held in CSR together with its transpose, made once, so
-forward and backward are one CSR product each: a baby-size GTC step takes 0.91x (``tc_scope:
-all``) and 0.84x (``sampled``) the CPU time of the COO / ``embedding_bag`` version (README,
-"Performance"). The numbers are those products' to float rounding (tests/test_sparse.py): a
-kernel may group a row's sum differently, e.g. for widths that are not a multiple of its
-vector length; at GTC's default widths training gave bit-identical weights. On CPU each CSR
-product is then computed by :func:`csr_product` (an ``embedding_bag`` kernel, same numbers,
-0.93-0.97x a step's time again).
+forward and backward are one CSR product each, which makes a GTC step faster than the COO /
+``embedding_bag`` version (docs/performance.md). The numbers are those products' to float
+rounding (tests/test_sparse.py): a kernel may group a row's sum differently, e.g. for widths
+that are not a multiple of its vector length. On CPU each CSR product is then computed by
+:func:`csr_product` (an ``embedding_bag`` kernel over the CSR arrays, a little faster again).
 """
 
 import warnings
@@ -49,8 +47,8 @@ def csr_product(matrix, x):
     On CPU this is a weighted ``embedding_bag`` over the CSR arrays: row ``r``'s bag is its
     column ids, weighted by its values, summed in stored order. That adds the same terms in
     the same order as torch's CSR product (MKL's on x86-64), without its zero-filled output,
-    second fill and operand copies, so a GTC step is a few percent faster (README,
-    "Performance"). The sums agree within float rounding; bit for bit only where MKL's kernel
+    second fill and operand copies, so a GTC step is a few percent faster
+    (docs/performance.md). The sums agree within float rounding; bit for bit only where MKL's kernel
     rounds as ``embedding_bag`` does, which depends on the CPU (tests/test_sparse.py).
     Torch's own product for anything else: another device (CUDA), another layout, a 1-D
     ``x``, or ``x`` of another dtype than the matrix's values.
