@@ -61,3 +61,22 @@ def check_output_dir(path, what, create=True, empty_unless=None, error=RecboleGT
     if not os.access(folder, os.W_OK | os.X_OK):
         raise error(f"{folder}: {what} is not writable")
     return path
+
+
+def to_plain(value, leaf=None):
+    """Python numbers, lists and string-keyed dicts in place of NumPy and torch values, recursively.
+
+    RecBole's metrics and losses are NumPy scalars or 0-d tensors, which JSON, YAML and
+    ``torch.load(weights_only=True)`` refuse; the run cache, the tuning files, ``run.json``
+    and ``last.pth`` all store them through this one function. ``leaf`` (optional) maps every
+    value that is not a container, after that conversion.
+    """
+    if isinstance(value, dict):
+        return {str(k): to_plain(v, leaf) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v, leaf) for v in value]
+    if hasattr(value, "tolist"):  # NumPy scalars and arrays, tensors
+        value = value.tolist()
+        if isinstance(value, list):
+            return to_plain(value, leaf)
+    return value if leaf is None else leaf(value)

@@ -35,7 +35,7 @@ import time
 import torch
 
 from recbole_gtc.errors import RecboleGTCError
-from recbole_gtc.files import atomic_write, check_output_dir, expand_path
+from recbole_gtc.files import atomic_write, check_output_dir, expand_path, to_plain
 
 RUN_FILE = "run.json"
 BEST_CHECKPOINT = "best.pth"
@@ -82,41 +82,36 @@ def dataset_digest(folder):
     return digest.hexdigest()
 
 
+def _relevant(config):
+    """``(key, value)`` of the result-relevant configuration, sorted by key."""
+    return ((key, value) for key, value in sorted(config.final_config_dict.items()) if key not in VOLATILE_KEYS)
+
+
 def config_items(config):
     """The result-relevant configuration as ``{key: repr(value)}``, sorted by key: what the
     fingerprint hashes (kept as reprs so that fingerprints, and with them the studies' caches
     of finished runs, stay those of earlier versions)."""
-    return {
-        key: repr(value)
-        for key, value in sorted(config.final_config_dict.items())
-        if key not in VOLATILE_KEYS
-    }
+    return {key: repr(value) for key, value in _relevant(config)}
 
 
 def config_values(config):
     """The result-relevant configuration (the keys of :func:`config_items`) as JSON values."""
-    return {
-        key: json_value(value)
-        for key, value in sorted(config.final_config_dict.items())
-        if key not in VOLATILE_KEYS
-    }
+    return {key: json_value(value) for key, value in _relevant(config)}
 
 
-def json_value(value):
-    """``value`` as JSON holds it: mappings, sequences, strings, booleans, finite numbers and
-    None as they are (NumPy and torch values through ``tolist``); anything else JSON has no
-    type for (a ``torch.device``, RecBole's enums, ``nan``) as its ``str``."""
-    if isinstance(value, dict):
-        return {str(k): json_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_value(v) for v in value]
-    if hasattr(value, "tolist"):  # NumPy scalars and arrays, tensors
-        return json_value(value.tolist())
+def _json_leaf(value):
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
     return str(value)
+
+
+def json_value(value):
+    """``value`` as JSON holds it: :func:`~recbole_gtc.files.to_plain`'s mappings, lists,
+    strings, booleans, finite numbers and None as they are; anything else JSON has no type for
+    (a ``torch.device``, RecBole's enums, ``nan``) as its ``str``."""
+    return to_plain(value, _json_leaf)
 
 
 def fingerprint(config):

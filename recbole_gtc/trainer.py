@@ -14,6 +14,7 @@ from recbole.utils import get_trainer as recbole_get_trainer
 
 from recbole_gtc.errors import RecboleGTCError
 from recbole_gtc.evaluation import PerUserRecorder
+from recbole_gtc.files import to_plain
 from recbole_gtc.run import atomic_save
 from recbole_gtc.utils import _PLUGIN_MODELS
 
@@ -260,24 +261,6 @@ def _tensorboard_under(folder):
         yield
     finally:
         recbole_trainer.get_tensorboard = original
-
-
-def to_plain(value):
-    """Python numbers, lists and string-keyed dicts in place of NumPy and torch values, recursively.
-
-    RecBole's metrics and losses are NumPy scalars or 0-d tensors, which JSON, YAML and
-    ``torch.load(weights_only=True)`` refuse; the run cache, the tuning files and
-    ``last.pth`` all store them through this one function.
-    """
-    if isinstance(value, dict):
-        return {str(k): to_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if hasattr(value, "item"):  # NumPy scalars, 0-d tensors
-        return value.item()
-    return value
 
 
 def _rng_state(generator=None):

@@ -17,7 +17,7 @@ import os
 
 from recbole_gtc.files import atomic_write, check_output_dir
 from recbole_gtc.run import load_per_user, save_per_user
-from recbole_gtc.trainer import to_plain
+from recbole_gtc.files import to_plain
 
 #: Record fields stored in the .json (per-user values go to the .npz).
 _JSON_FIELDS = ("label", "model", "dataset", "seed", "run_id", "run_dir", "fingerprint", "eval_protocol",

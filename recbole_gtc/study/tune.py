@@ -81,9 +81,8 @@ from recbole.trainer.hyper_tuning import HyperTuning
 
 from recbole_gtc.config import parse_override
 from recbole_gtc.errors import RecboleGTCError
-from recbole_gtc.files import MAX_NAME_BYTES, atomic_write, check_output_dir, expand_path
+from recbole_gtc.files import MAX_NAME_BYTES, atomic_write, check_output_dir, expand_path, to_plain
 from recbole_gtc.study import progress
-from recbole_gtc.trainer import to_plain
 from recbole_gtc.utils import PROPERTIES_DIR
 
 ALGOS = ("exhaustive", "random", "bayes")
