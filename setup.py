@@ -2,7 +2,7 @@
 
 The repository layout keeps ``properties/`` and ``dataset/`` at the top level (next to
 ``recbole_gtc/``), as RecBole plugins do. A wheel holds only packages, so the build
-copies them to ``recbole_gtc/_bundled/``, where ``recbole_gtc.utils`` finds them when
+copies them to ``recbole_gtc/_bundled/``, where ``recbole_gtc.utils.utils`` finds them when
 the package does not run from a checkout. Metadata lives in ``setup.cfg``.
 """
 

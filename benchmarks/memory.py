@@ -98,10 +98,10 @@ def memory_worker(n_items, n_users, n_inter, overrides, epoch=False):
     from recbole.utils import init_seed
 
     from recbole_gtc.data import create_dataset, data_preparation
-    from recbole_gtc.model.bipartite import normalized_bipartite_adjacency
-    from recbole_gtc.model.graphs import item_item_graph, user_user_graph
-    from recbole_gtc.quick_start import load_config
-    from recbole_gtc.utils import get_model
+    from recbole_gtc.model.layers.bipartite import normalized_bipartite_adjacency
+    from recbole_gtc.model.layers.graphs import item_item_graph, user_user_graph
+    from recbole_gtc.quick_start.quick_start import load_config
+    from recbole_gtc.utils.utils import get_model
 
     gtc = get_model("GTC")
     with tempfile.TemporaryDirectory(prefix="gtc-mem-") as root:

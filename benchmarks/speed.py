@@ -63,10 +63,9 @@ def build_variant(name, dataset, extra, workdir, clock_kind="wall"):
     from recbole.utils import init_seed
 
     from recbole_gtc.data import create_dataset, data_preparation
-    from recbole_gtc.quick_start import load_config
-    from recbole_gtc.trainer import _tensorboard_under
-    from recbole_gtc.trainer import get_trainer
-    from recbole_gtc.utils import get_model
+    from recbole_gtc.quick_start.quick_start import load_config
+    from recbole_gtc.trainer.trainer import _tensorboard_under, get_trainer
+    from recbole_gtc.utils.utils import get_model
 
     model_name, overrides = VARIANTS[name]
     folder = os.path.join(workdir, name.replace(" ", "_").replace("=", "-"))
@@ -167,7 +166,7 @@ def tc_cost(n_items, rounds, dim=64, n_views=3, chunk_size=1024, seed=0):
     interleaved with the loss (float32 and under bf16 autocast). The loss needs 3 such
     products per anchor (logits, anchor gradient, candidate gradient): ``3 * n_views``.
     """
-    from recbole_gtc.model.tc_loss import symile_loss
+    from recbole_gtc.model.loss import symile_loss
 
     g = torch.Generator().manual_seed(seed)
     raw = [torch.randn(n_items, dim, generator=g, requires_grad=True) for _ in range(n_views)]

@@ -8,11 +8,28 @@ Flags mirror RecBole's run_recbole.py; any other ``--key=value`` overrides that 
 """
 
 import argparse
+import inspect
 import os
 import sys
 import textwrap
 
-from recbole_gtc.compat import quiet_library_warnings
+import recbole
+import recbole.model.general_recommender as general
+import torch
+import yaml
+from recbole.model.abstract_recommender import GeneralRecommender
+
+from recbole_gtc.config.configurator import parse_override
+from recbole_gtc.data.utils import check_model_type
+from recbole_gtc.quick_start.distributed import distributed_settings, run_distributed
+from recbole_gtc.quick_start.quick_start import comparison_table, load_config, run_recbole_gtc
+from recbole_gtc.quick_start.recommend import build_parser as recommend_parser
+from recbole_gtc.quick_start.recommend import main as recommend_main
+from recbole_gtc.study.compare import run_study
+from recbole_gtc.trainer.run import RUN_FILE
+from recbole_gtc.utils.compat import quiet_library_warnings
+from recbole_gtc.utils.errors import RecboleGTCError
+from recbole_gtc.utils.utils import _PLUGIN_MODELS, PROPERTIES_DIR, get_model
 
 #: Overrides listed by ``--help``: key, where its default comes from (``overall``: the
 #: package's properties/overall.yaml, ``GTC``: GTC's model YAML, ``recbole``: RecBole's own
@@ -50,10 +67,7 @@ _WORDED_DEFAULTS = {
 
 def _yaml_layers():
     """The YAML defaults COMMON_KEYS names: layer -> {key: value} (empty when unreadable)."""
-    import recbole
-    import yaml
 
-    from recbole_gtc.utils import PROPERTIES_DIR
 
     files = {
         "overall": os.path.join(PROPERTIES_DIR, "overall.yaml"),
@@ -74,7 +88,6 @@ def _default_text(key, layer, layers):
     if layer in _WORDED_DEFAULTS:
         return _WORDED_DEFAULTS[layer]
     if layer == "cuda":  # the YAML's True means "when CUDA is available"; say what it means here
-        import torch
 
         return f"auto: True with CUDA, else False (here: {torch.cuda.is_available()})"
     default = layers.get(layer, {}).get(key, "-")
@@ -126,12 +139,8 @@ or python run_recbole_gtc.py; every mode takes --KEY=VALUE overrides (listed at 
 
 def _model_help():
     """Every model --model accepts: this package's, then RecBole's general recommenders."""
-    import inspect
 
-    import recbole.model.general_recommender as general
-    from recbole.model.abstract_recommender import GeneralRecommender
 
-    from recbole_gtc.utils import _PLUGIN_MODELS
 
     recbole_models = sorted(
         (name for name, cls in vars(general).items()
@@ -144,8 +153,7 @@ def _model_help():
 
 
 def _recommend_options():
-    """The options of ``--recommend`` (recbole_gtc.recommend's parser), one line each, for --help."""
-    from recbole_gtc.recommend import build_parser as recommend_parser
+    """The options of ``--recommend`` (recbole_gtc.quick_start.recommend's parser), one line each, for --help."""
 
     lines = []
     for action in recommend_parser()._actions:
@@ -224,8 +232,6 @@ def build_parser():
 def parse_args(argv):
     parser = build_parser()
     args, overrides = parser.parse_known_args(argv)
-    from recbole_gtc.config import parse_override
-    from recbole_gtc.errors import RecboleGTCError
 
     for arg in overrides:  # malformed overrides fail before anything is loaded
         try:
@@ -237,10 +243,8 @@ def parse_args(argv):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    from recbole_gtc.errors import RecboleGTCError
 
-    if "--recommend" in argv:  # top-K items from a trained checkpoint (recbole_gtc.recommend)
-        from recbole_gtc.recommend import main as recommend_main
+    if "--recommend" in argv:  # top-K items from a trained checkpoint (recbole_gtc.quick_start.recommend)
 
         return recommend_main(argv)
     args, overrides = parse_args(argv)
@@ -254,13 +258,7 @@ def main(argv=None):
 
 
 def _main(args, overrides):
-    from recbole_gtc.data.utils import check_model_type
-    from recbole_gtc.errors import RecboleGTCError
-    from recbole_gtc.quick_start import comparison_table, load_config, run_recbole_gtc
-    from recbole_gtc.run import RUN_FILE
-    from recbole_gtc.utils import get_model
 
-    from recbole_gtc.distributed import distributed_settings, run_distributed
 
     settings = distributed_settings(args.nproc, args.world_size, args.ip, args.port, args.group_offset)
     if args.seeds is not None or args.tune or args.results_dir is not None or args.report_only:
@@ -304,8 +302,6 @@ def _main(args, overrides):
 
 
 def _study(args, overrides):
-    from recbole_gtc.errors import RecboleGTCError
-    from recbole_gtc.study.compare import run_study
 
     if args.resume is not None:
         raise RecboleGTCError("--resume and --seeds: a study continues by itself; run the same command again")

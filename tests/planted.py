@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from recbole_gtc.quick_start import run_recbole_gtc
+from recbole_gtc.quick_start.quick_start import run_recbole_gtc
 
 NAME = "plant"
 BUDGET = {"epochs": 10, "learning_rate": 0.01, "train_batch_size": 512, "stopping_step": 100, "use_gpu": False,

@@ -79,7 +79,7 @@ def test_unknown_variant_is_refused():
 
 def test_memory_worker_builds_the_item_graph_once(monkeypatch):
     """The measured build writes the cache the model's constructor reads: kNN runs once per modality."""
-    from recbole_gtc.model import graphs
+    from recbole_gtc.model.layers import graphs
 
     calls = []
     real = graphs.knn_graph

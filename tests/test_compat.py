@@ -1,4 +1,4 @@
-"""The RecBole compatibility layer (recbole_gtc/compat.py)."""
+"""The RecBole compatibility layer (recbole_gtc/utils/compat.py)."""
 
 import subprocess
 import sys
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import recbole_gtc  # noqa: F401  (applies the shims)
-from recbole_gtc import compat
+from recbole_gtc.utils import compat
 
 
 class Opaque:
@@ -36,7 +36,7 @@ def test_torch_load_restores_full_unpickling_for_recbole_modules(tmp_path):
 def test_torch_load_keeps_safe_default_elsewhere(tmp_path):
     path = tmp_path / "ckpt.pth"
     torch.save({"config": Opaque(3)}, path)
-    for module in ("recbole_gtc.model.gtc", "recbolex", "__main__"):
+    for module in ("recbole_gtc.model.general_recommender.gtc", "recbolex", "__main__"):
         with pytest.raises(Exception, match="[Ww]eights"):
             _load_from_module(module, path)
 

@@ -4,11 +4,12 @@ import shutil
 
 import numpy as np
 import pytest
-
-import recbole_gtc.config as config_module
-from recbole_gtc.config import MMConfig
-from recbole_gtc.utils import PROPERTIES_DIR, RecboleGTCError
 from toydata import random_splits, write_dataset
+
+import recbole_gtc.config.configurator as config_module
+from recbole_gtc.config.configurator import MMConfig
+from recbole_gtc.utils.errors import RecboleGTCError
+from recbole_gtc.utils.utils import PROPERTIES_DIR
 
 
 @pytest.fixture

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
+from toydata import config_for, random_splits, write_dataset
 
 from recbole_gtc.data import create_dataset
-from recbole_gtc.utils import RecboleGTCError
-from toydata import config_for, random_splits, write_dataset
+from recbole_gtc.utils.errors import RecboleGTCError
 
 N_USERS, N_ITEMS = 30, 25
 

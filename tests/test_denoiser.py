@@ -1,8 +1,8 @@
-"""The conditional noise predictor (recbole_gtc/model/denoiser.py)."""
+"""The conditional noise predictor (recbole_gtc/model/layers/denoiser.py)."""
 
 import torch
 
-from recbole_gtc.model.denoiser import ConditionalDenoiser
+from recbole_gtc.model.layers.denoiser import ConditionalDenoiser
 
 
 def _linear(a, b):

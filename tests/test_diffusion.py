@@ -1,4 +1,4 @@
-"""The noise schedule and one-step maths (recbole_gtc/model/diffusion.py)."""
+"""The noise schedule and one-step maths (recbole_gtc/model/layers/diffusion.py)."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from recbole_gtc.model.diffusion import GaussianDiffusion, timestep_embedding
+from recbole_gtc.model.layers.diffusion import GaussianDiffusion, timestep_embedding
 
 
 def test_schedule_matches_numpy():

@@ -5,12 +5,12 @@ import os
 import socket
 
 import pytest
+from planted import NAME, planted_roots
 
 from recbole_gtc import cli
-from recbole_gtc.distributed import distributed_settings, run_distributed
-from recbole_gtc.errors import RecboleGTCError
-from recbole_gtc.quick_start import run_recbole_gtc
-from planted import NAME, planted_roots
+from recbole_gtc.quick_start.distributed import distributed_settings, run_distributed
+from recbole_gtc.quick_start.quick_start import run_recbole_gtc
+from recbole_gtc.utils.errors import RecboleGTCError
 
 BUDGET = {"epochs": 8, "learning_rate": 0.01, "train_batch_size": 512, "stopping_step": 100, "use_gpu": False,
           "state": "WARNING", "graph_cache_dir": None}

@@ -2,10 +2,9 @@
 the whole forward pass and loss written densely. What every multi-modal model keeps (shapes,
 gradients, evaluation, seeds, leakage, refusals, learning) is tests/test_mm_models.py's."""
 
+import dense
 import numpy as np
 import torch
-
-import dense
 from toydata import N_ITEMS, N_USERS, build, features, toy_model
 
 SMALL = {"train_batch_size": 64, "user_graph_k": 5, "knn_k": 4}

@@ -13,9 +13,9 @@ import sys
 
 import numpy as np
 import pytest
-
-from recbole_gtc.utils import REPO_ROOT
 from toydata import random_splits, write_dataset
+
+from recbole_gtc.utils.utils import REPO_ROOT
 
 RUNNER = os.path.join(REPO_ROOT, "run_recbole_gtc.py")
 N_USERS, N_ITEMS = 12, 20
@@ -149,9 +149,9 @@ def test_as_a_process(data, case):
 
 def test_the_good_dataset_passes_the_checks(data):
     """Guards the cases above: the same folder layout, unbroken, is accepted."""
-    from recbole_gtc.config import MMConfig
+    from recbole_gtc.config.configurator import MMConfig
+    from recbole_gtc.config.validation import validate_config
     from recbole_gtc.data import create_dataset
-    from recbole_gtc.validation import validate_config
 
     config = MMConfig("BPR", "good", config_dict={"data_path": str(data), "use_gpu": False}, cmd_args=[])
     validate_config(config)

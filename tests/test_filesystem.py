@@ -10,7 +10,7 @@ import pytest
 from recbole_gtc.prepare import mmrec
 from recbole_gtc.prepare.__main__ import main as prepare_main
 from recbole_gtc.prepare.synthetic import build_synthetic
-from recbole_gtc.utils import REPO_ROOT
+from recbole_gtc.utils.utils import REPO_ROOT
 
 RUNNER = os.path.join(REPO_ROOT, "run_recbole_gtc.py")
 

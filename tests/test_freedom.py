@@ -5,13 +5,13 @@ evaluation, seeds, leakage, refusals, learning) is tests/test_mm_models.py's."""
 
 import itertools
 
+import dense
 import numpy as np
 import pytest
 import torch
-
-from recbole_gtc.model.freedom import degree_sensitive_values, pruned_adjacency, sample_edges
-import dense
 from toydata import N_ITEMS, N_USERS, features, toy_model
+
+from recbole_gtc.model.general_recommender.freedom import degree_sensitive_values, pruned_adjacency, sample_edges
 
 
 def _build(tmp_path, **overrides):

@@ -3,8 +3,8 @@
 import numpy as np
 import torch
 
-from recbole_gtc.model.bipartite import normalized_bipartite_adjacency, propagate
-from recbole_gtc.model.gate import gate_scores, similarity_gate
+from recbole_gtc.model.layers.bipartite import normalized_bipartite_adjacency, propagate
+from recbole_gtc.model.layers.gate import gate_scores, similarity_gate
 
 
 def _views(n_views, n=5, d=4, seed=0):

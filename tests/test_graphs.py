@@ -1,12 +1,12 @@
-"""Item-item kNN graph and user-user co-interaction graph (recbole_gtc/model/graphs.py)."""
+"""Item-item kNN graph and user-user co-interaction graph (recbole_gtc/model/layers/graphs.py)."""
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from recbole_gtc.model import graphs
-from recbole_gtc.model.graphs import UserGraph, item_item_graph, knn_graph, user_user_graph
+from recbole_gtc.model.layers import graphs
+from recbole_gtc.model.layers.graphs import UserGraph, item_item_graph, knn_graph, user_user_graph
 
 
 def _dense_knn(features, k):

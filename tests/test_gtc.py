@@ -4,10 +4,9 @@ gradients, evaluation, seeds, leakage, refusals, learning) is tests/test_mm_mode
 
 import math
 
+import dense
 import pytest
 import torch
-
-import dense
 from toydata import features, toy_model
 
 

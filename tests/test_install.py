@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from recbole_gtc.utils import REPO_ROOT
+from recbole_gtc.utils.utils import REPO_ROOT
 
 
 def _not_sources(folder, names):
@@ -49,7 +49,7 @@ def installed(tmp_path_factory):
 def test_wheel_carries_defaults_and_bundled_datasets(installed, tmp_path):
     target, env = installed
     probe = subprocess.run(
-        [sys.executable, "-c", "import recbole_gtc.utils as u; print(u.__file__); print(u.PROPERTIES_DIR); "
+        [sys.executable, "-c", "import recbole_gtc.utils.utils as u; print(u.__file__); print(u.PROPERTIES_DIR); "
                                "print(u.DEFAULT_DATA_PATH)"],
         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,
     )

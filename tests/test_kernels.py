@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from recbole_gtc.errors import RecboleGTCError
-from recbole_gtc.quick_start import load_config
+from recbole_gtc.quick_start.quick_start import load_config
+from recbole_gtc.utils.errors import RecboleGTCError
 
 PROBE = ("import recbole_gtc, os, torch; "
          "print(torch.backends.cpu.get_cpu_capability(), os.environ.get('MKL_CBWR'), os.environ.get('ONEDNN_MAX_CPU_ISA'))")
@@ -40,7 +40,7 @@ def test_avx2_on_request_keeps_the_users_own_settings():
 
 @x86
 def test_avx2_after_torch_is_left_alone_and_said():
-    code = ("import torch, recbole_gtc, os; from recbole_gtc.kernels import describe; "
+    code = ("import torch, recbole_gtc, os; from recbole_gtc.utils.kernels import describe; "
             "print(os.environ.get('MKL_CBWR')); print(describe())")
     out = _probe(code, RECBOLE_GTC_CPU_KERNELS="avx2")
     assert out[0] == "None"

@@ -6,7 +6,7 @@ is tests/test_mm_models.py's and tests/test_reproducibility.py's."""
 
 import pytest
 
-from recbole_gtc.quick_start import run_recbole_gtc
+from recbole_gtc.quick_start.quick_start import run_recbole_gtc
 
 BUDGET = {"epochs": 10, "learning_rate": 0.005, "stopping_step": 100, "use_gpu": False, "state": "WARNING"}
 

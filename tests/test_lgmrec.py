@@ -5,9 +5,9 @@ gradients, evaluation, seeds, leakage, refusals, learning) is tests/test_mm_mode
 import pytest
 import torch
 import torch.nn.functional as F
-
-from recbole_gtc.model.lgmrec import hypergraph_propagate, info_nce_sum
 from toydata import N_USERS, toy_model
+
+from recbole_gtc.model.general_recommender.lgmrec import hypergraph_propagate, info_nce_sum
 
 
 def _build(tmp_path, **overrides):

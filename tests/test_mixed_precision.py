@@ -5,13 +5,13 @@ import math
 import pytest
 import torch
 from recbole.utils import init_seed
+from toydata import config_for
 
 from recbole_gtc.data import create_dataset, data_preparation
-from recbole_gtc.errors import RecboleGTCError
-from recbole_gtc.model.gtc import GTC
-from recbole_gtc.quick_start import run_recbole_gtc
-from recbole_gtc.trainer import _amp_dtype, _autocast_dtype
-from toydata import config_for
+from recbole_gtc.model.general_recommender.gtc import GTC
+from recbole_gtc.quick_start.quick_start import run_recbole_gtc
+from recbole_gtc.trainer.trainer import _amp_dtype, _autocast_dtype
+from recbole_gtc.utils.errors import RecboleGTCError
 
 BUDGET = {"epochs": 2, "learning_rate": 0.005, "stopping_step": 100, "use_gpu": False, "state": "WARNING"}
 

@@ -1,7 +1,7 @@
 """The contract every multi-modal model of the plugin keeps, one parametrized test per clause
 (RecBole-GNN's ``test_model.py`` is the pattern).
 
-The models are the plugin's registry, ``recbole_gtc.utils._PLUGIN_MODELS``: a model added
+The models are the plugin's registry, ``recbole_gtc.utils.utils._PLUGIN_MODELS``: a model added
 there is covered here without a line changed, and a broken entry fails (it does not skip).
 :data:`SPEC` holds what differs between models (toy-sized keys, representation width, the
 parameters whose gradient cancels by the released formula, the bars on planted data); a
@@ -23,13 +23,14 @@ import pkgutil
 import numpy as np
 import pytest
 import torch
+from planted import planted_roots, recall, train
 from recbole.utils import init_seed
+from toydata import N_ITEMS, N_USERS, features, leak_splits, one_thread, prepare, write_dataset  # noqa: F401
 
 import recbole_gtc.model
-from recbole_gtc.model.mm_base import MultiModalRecommender
-from recbole_gtc.utils import _PLUGIN_MODELS, RecboleGTCError, get_model
-from planted import planted_roots, recall, train
-from toydata import N_ITEMS, N_USERS, features, leak_splits, one_thread, prepare, write_dataset  # noqa: F401
+from recbole_gtc.model.abstract_recommender import MultiModalRecommender
+from recbole_gtc.utils.errors import RecboleGTCError
+from recbole_gtc.utils.utils import _PLUGIN_MODELS, get_model
 
 MODELS = sorted(_PLUGIN_MODELS)
 MODALITIES = {"mm1": ("image",), "mm2": ("image", "text"), "mm3": ("image", "text", "audio")}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from recbole_gtc.prepare import movielens
-from recbole_gtc.utils import DEFAULT_DATA_PATH
+from recbole_gtc.utils.utils import DEFAULT_DATA_PATH
 
 COMMITTED = f"{DEFAULT_DATA_PATH}/ml-100k-mm"
 

@@ -202,7 +202,7 @@ def test_cli_success(src, tmp_path):
 
 
 def test_cli_ends_with_the_command_that_trains_on_what_it_wrote(src, tmp_path):
-    from recbole_gtc.quick_start import load_config
+    from recbole_gtc.quick_start.quick_start import load_config
 
     out = tmp_path / "data" / NAME
     result = run_cli("mmrec", src, "--dataset", NAME, "--out", out)

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from toydata import config_for, write_dataset
 
 from recbole_gtc.data import create_dataset, data_preparation
-from toydata import config_for, write_dataset
 
 N_ITEMS = 12
 # user 0: train {0,1,2}, valid {3}, test {4}; items 9..11 never appear in training.
@@ -51,7 +51,7 @@ def test_training_negatives(tmp_path, protocol):
 
 
 def test_unknown_protocol_is_an_error(tmp_path):
-    from recbole_gtc.utils import RecboleGTCError
+    from recbole_gtc.utils.utils import RecboleGTCError
 
     write_dataset(tmp_path, "p", SPLITS, {"image": np.ones((N_ITEMS, 2), np.float32)}, N_ITEMS, protocol="mmrec")
     config = config_for(tmp_path, "p", eval_protocol="MMRec-ish")

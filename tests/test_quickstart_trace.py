@@ -20,8 +20,8 @@ import sys
 
 import pytest
 
-from recbole_gtc import trainer as trainer_module
-from recbole_gtc.quick_start import run_recbole_gtc
+from recbole_gtc.quick_start.quick_start import run_recbole_gtc
+from recbole_gtc.trainer import trainer as trainer_module
 
 EPOCHS = 3
 #: GTC, synth-mm, its YAML defaults (seed 999), recorded with torch's own kernels (the default)

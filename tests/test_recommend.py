@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from recbole_gtc.cli import main
-from recbole_gtc.quick_start import load_config, run_recbole_gtc
-from recbole_gtc.recommend import top_k
+from recbole_gtc.quick_start.quick_start import load_config, run_recbole_gtc
+from recbole_gtc.quick_start.recommend import top_k
 
 MODELS = ("BPR", "GTC")
 
@@ -50,7 +50,7 @@ def _reference(model_name, run_dir, overrides, users, k):
     from recbole.data.interaction import Interaction
 
     from recbole_gtc.data import create_dataset, data_preparation
-    from recbole_gtc.utils import get_model
+    from recbole_gtc.utils.utils import get_model
 
     config = load_config(model_name, "tiny", config_dict=overrides)
     train = data_preparation(config, create_dataset(config))[0].dataset

@@ -1,7 +1,7 @@
 """Determinism and leakage, end to end.
 
 * The same seed on CPU gives identical validation and test metrics, for RecBole's BPR and
-  LightGCN and every model registered in ``recbole_gtc.utils._PLUGIN_MODELS`` (picked up
+  LightGCN and every model registered in ``recbole_gtc.utils.utils._PLUGIN_MODELS`` (picked up
   automatically; a broken entry fails).
 * Nothing seen in training depends on the validation or test interactions: with them
   replaced by other pairs, the training sampler's negatives and the training losses of
@@ -11,11 +11,11 @@
 import pytest
 import torch
 from recbole.utils import init_seed
+from toydata import N_ITEMS, config_for, features, leak_splits, one_thread, write_dataset  # noqa: F401
 
 from recbole_gtc.data import create_dataset, data_preparation
-from recbole_gtc.quick_start import run_recbole_gtc
-from recbole_gtc.utils import _PLUGIN_MODELS, get_model
-from toydata import N_ITEMS, config_for, features, leak_splits, one_thread, write_dataset  # noqa: F401
+from recbole_gtc.quick_start.quick_start import run_recbole_gtc
+from recbole_gtc.utils.utils import _PLUGIN_MODELS, get_model
 
 MODELS = ["BPR", "LightGCN"] + sorted(_PLUGIN_MODELS)
 #: Smaller than the defaults where a model's cost is dominated by its size (keeps the suite fast).

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from recbole_gtc.utils import REPO_ROOT
+from recbole_gtc.utils.utils import REPO_ROOT
 
 RUNNER = os.path.join(REPO_ROOT, "run_recbole_gtc.py")
 
@@ -70,7 +70,7 @@ def test_malformed_override_is_rejected(tmp_path):
 
 def test_epoch_time_leaves_out_the_warm_up_epoch():
     """The first epoch pays one-off costs: two epochs report the second, one epoch reports itself."""
-    from recbole_gtc.quick_start import comparison_table, seconds_per_epoch
+    from recbole_gtc.quick_start.quick_start import comparison_table, seconds_per_epoch
 
     assert seconds_per_epoch([12.9, 1.9]) == 1.9  # the upper median of both was the warm-up's 12.9
     assert seconds_per_epoch([12.9, 2.0, 1.0, 3.0]) == 2.0

@@ -14,10 +14,10 @@ import time
 import pytest
 import torch
 
-from recbole_gtc.errors import RecboleGTCError
-from recbole_gtc.quick_start import load_config, run_recbole_gtc
-from recbole_gtc.run import atomic_save
-from recbole_gtc.utils import REPO_ROOT
+from recbole_gtc.quick_start.quick_start import load_config, run_recbole_gtc
+from recbole_gtc.trainer.run import atomic_save
+from recbole_gtc.utils.errors import RecboleGTCError
+from recbole_gtc.utils.utils import REPO_ROOT
 
 RUNNER = os.path.join(REPO_ROOT, "run_recbole_gtc.py")
 SUMMARY = re.compile(r"^SUMMARY model=(\S+) dataset=(\S+) protocol=\S+ test recall@20=([0-9.]+) ndcg@20=([0-9.]+) "
@@ -133,7 +133,7 @@ def test_run_json_holds_the_result_and_the_configuration_as_json_values(tmp_path
 
 def test_resume_names_what_differs_also_in_a_run_json_of_an_earlier_version(tmp_path, tiny):
     """Earlier versions stored the configuration as reprs; the refusal still names only the key that differs."""
-    from recbole_gtc.run import RESUME_CHECKPOINT, Run, config_items
+    from recbole_gtc.trainer.run import RESUME_CHECKPOINT, Run, config_items
 
     config = load_config("BPR", "tiny", config_dict={"data_path": tiny, "checkpoint_dir": str(tmp_path / "s")})
     old = os.path.join(str(tmp_path / "s"), "BPR-tiny-old")
@@ -156,7 +156,7 @@ def test_resume_with_nothing_to_resume_is_one_line(tmp_path, tiny):
 
 def _trainer(trainer_class, config, model, tmp_path):
     # RecBole's Trainer opens ./log_tensorboard/; a test writes under its own tmp_path only.
-    from recbole_gtc.trainer import _tensorboard_under
+    from recbole_gtc.trainer.trainer import _tensorboard_under
 
     with _tensorboard_under(str(tmp_path / "tensorboard")):
         return trainer_class(config, model)
@@ -165,8 +165,8 @@ def _trainer(trainer_class, config, model, tmp_path):
 def test_best_checkpoint_reproduces_the_best_validation_score(tmp_path, tiny):
     """Everything predictions depend on (GTC's per-epoch user-graph padding included) is in best.pth."""
     from recbole_gtc.data import create_dataset, data_preparation
-    from recbole_gtc.model.gtc import GTC
-    from recbole_gtc.trainer import MMTrainer
+    from recbole_gtc.model.general_recommender.gtc import GTC
+    from recbole_gtc.trainer.trainer import MMTrainer
 
     overrides = {"data_path": tiny, "epochs": 5, "stopping_step": 100, "learning_rate": 0.01, "state": "WARNING",
                  "checkpoint_dir": str(tmp_path / "saved"), "graph_cache_dir": None, "user_graph_k": 40}
@@ -188,7 +188,7 @@ def test_failed_run_removes_its_checkpoints_and_saved_false_keeps_none(tmp_path,
     result = run_recbole_gtc("BPR", "tiny", config_dict=overrides, saved=False)
     assert os.listdir(result["run_dir"]) and not glob.glob(os.path.join(result["run_dir"], "*.pth"))
 
-    from recbole_gtc import trainer as trainer_module
+    from recbole_gtc.trainer import trainer as trainer_module
 
     def broken_epoch(self, *args, **kwargs):
         if self.train_loss_dict:  # the second epoch fails, after a best checkpoint exists
@@ -210,8 +210,8 @@ def test_train_denoiser_switch(tmp_path, tiny, train_denoiser):
     """False keeps every denoiser weight at its initial value (the released code); True trains them.
     Either way the projections learn, through the denoiser."""
     from recbole_gtc.data import create_dataset, data_preparation
-    from recbole_gtc.model.gtc import GTC
-    from recbole_gtc.trainer import MMTrainer
+    from recbole_gtc.model.general_recommender.gtc import GTC
+    from recbole_gtc.trainer.trainer import MMTrainer
 
     config = load_config("GTC", "tiny", config_dict={
         "data_path": tiny, "train_denoiser": train_denoiser, "learning_rate": 0.01, "state": "WARNING",
@@ -233,7 +233,7 @@ def test_train_denoiser_switch(tmp_path, tiny, train_denoiser):
 
 
 def test_a_run_killed_after_early_stopping_resumes_without_training_on(tmp_path, tiny, monkeypatch):
-    from recbole_gtc.trainer import MMTrainer
+    from recbole_gtc.trainer.trainer import MMTrainer
 
     overrides = {"data_path": tiny, "epochs": 60, "stopping_step": 1, "learning_rate": 0.05, "state": "WARNING",
                  "checkpoint_dir": str(tmp_path / "whole")}
@@ -259,8 +259,8 @@ def test_a_run_killed_after_early_stopping_resumes_without_training_on(tmp_path,
 
 
 def test_resume_refuses_another_model_dataset_or_a_damaged_checkpoint(tmp_path, tiny, monkeypatch):
-    from recbole_gtc.errors import RecboleGTCError
-    from recbole_gtc.trainer import MMTrainer
+    from recbole_gtc.trainer.trainer import MMTrainer
+    from recbole_gtc.utils.errors import RecboleGTCError
 
     overrides = {"data_path": tiny, "epochs": 2, "state": "WARNING", "checkpoint_dir": str(tmp_path / "k")}
     original = MMTrainer.evaluate
@@ -290,11 +290,11 @@ def test_resume_refuses_another_model_dataset_or_a_damaged_checkpoint(tmp_path, 
 
 
 def test_a_run_without_best_checkpoint_is_never_resumed_as_one_with(tiny, tmp_path):
-    from recbole_gtc.errors import RecboleGTCError
+    from recbole_gtc.utils.errors import RecboleGTCError
     """A killed tuning trial (saved=False: no best.pth) has the fingerprint of the study run
     with the same values; the study must not continue it and then test a missing best.pth."""
-    from recbole_gtc.quick_start import load_config
-    from recbole_gtc.run import Run, resumable_run
+    from recbole_gtc.quick_start.quick_start import load_config
+    from recbole_gtc.trainer.run import Run, resumable_run
 
     config = load_config("BPR", "tiny", config_dict={"data_path": tiny, "checkpoint_dir": str(tmp_path)})
     trial = Run.start(config, saved=False)
@@ -306,8 +306,8 @@ def test_a_run_without_best_checkpoint_is_never_resumed_as_one_with(tiny, tmp_pa
 
 
 def test_a_study_tests_at_the_best_epoch_only(tiny, tmp_path):
-    from recbole_gtc.errors import RecboleGTCError
     from recbole_gtc.study.compare import run_study
+    from recbole_gtc.utils.errors import RecboleGTCError
 
     with pytest.raises(RecboleGTCError, match="--saved=False and --seeds"):
         run_study("BPR", "tiny", "2", cmd_args=[f"--data_path={tiny}"], results_dir=str(tmp_path), saved=False)

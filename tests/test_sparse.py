@@ -1,4 +1,4 @@
-"""Sparse products with a prebuilt transpose (recbole_gtc/model/sparse.py): the numbers of
+"""Sparse products with a prebuilt transpose (recbole_gtc/model/layers/sparse.py): the numbers of
 torch's COO product and of the weighted ``embedding_bag`` they replace (to float rounding: the
 kernels may group a row's sum differently), a CPU kernel with torch's own CSR product's numbers
 (to float rounding as well: on some CPUs bit for bit, not on all),
@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from recbole_gtc.model.bipartite import normalized_bipartite_adjacency, propagate
-from recbole_gtc.model.sparse import (NeighbourProduct, csr_product, neighbour_matrices, sparse_mm, to_csr,
-                                      transpose_csr)
+from recbole_gtc.model.layers.bipartite import normalized_bipartite_adjacency, propagate
+from recbole_gtc.model.layers.sparse import (NeighbourProduct, csr_product, neighbour_matrices, sparse_mm, to_csr,
+                                             transpose_csr)
 
 
 def _graph(seed=0, n_users=60, n_items=40, nnz=500):
@@ -116,7 +116,7 @@ def test_csr_product_adds_what_torchs_csr_product_adds(monkeypatch):
     CPU): equal to ours within float32 rounding, and bit for bit on some CPUs only (an Intel
     Xeon, not an AMD EPYC). What holds everywhere: the same kernel on the same inputs gives
     the same bits, and both stay within rounding of the float64 product."""
-    import recbole_gtc.model.sparse as sparse
+    import recbole_gtc.model.layers.sparse as sparse
 
     calls = []
     bag = sparse.F.embedding_bag
@@ -141,7 +141,7 @@ def test_csr_product_adds_what_torchs_csr_product_adds(monkeypatch):
 
 
 def test_csr_product_leaves_other_inputs_to_torch(monkeypatch):
-    import recbole_gtc.model.sparse as sparse
+    import recbole_gtc.model.layers.sparse as sparse
 
     monkeypatch.setattr(sparse.F, "embedding_bag", lambda *a, **k: pytest.fail("embedding_bag used"))
     g = torch.Generator().manual_seed(5)

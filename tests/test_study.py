@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from recbole_gtc.cli import main
-from recbole_gtc.errors import RecboleGTCError
-from recbole_gtc.quick_start import load_config, run_recbole_gtc
-from recbole_gtc.run import load_per_user
+from recbole_gtc.quick_start.quick_start import load_config, run_recbole_gtc
 from recbole_gtc.study import compare as compare_module
 from recbole_gtc.study.spec import Spec, parse_seeds, parse_specs
+from recbole_gtc.trainer.run import load_per_user
+from recbole_gtc.utils.errors import RecboleGTCError
 
 
 def _args(tiny, tmp_path, epochs=2):
@@ -66,7 +66,6 @@ def test_per_user_values_average_to_recbole_metrics_and_follow_the_users(tmp_pat
     dataset = create_dataset(config)
     train, _, test = data_preparation(config, dataset)
     import torch
-
     from recbole.model.general_recommender import BPR
 
     model = BPR(config, train.dataset)
@@ -126,7 +125,7 @@ def test_study_tables_equal_the_individual_runs_and_the_cache_skips_them(tmp_pat
     def no_training(*args, **kwargs):
         raise AssertionError("a cached run was trained again")
 
-    monkeypatch.setattr("recbole_gtc.quick_start.run_recbole_gtc", no_training)
+    monkeypatch.setattr("recbole_gtc.quick_start.quick_start.run_recbole_gtc", no_training)
     assert main(["--model=BPR,LightGCN[n_layers=1]", "--dataset=tiny", "--seeds=5,6",
                  f"--results_dir={results}"] + _args(tiny, tmp_path)) == 0
     assert capsys.readouterr().err.count("done before") == 4
@@ -147,7 +146,7 @@ def test_study_tables_equal_the_individual_runs_and_the_cache_skips_them(tmp_pat
 
 
 def test_an_interrupted_study_continues_to_the_uninterrupted_numbers(tmp_path, tiny, monkeypatch):
-    from recbole_gtc.trainer import MMTrainer
+    from recbole_gtc.trainer.trainer import MMTrainer
 
     args = _args(tiny, tmp_path, epochs=4) + ["--stopping_step=100"]
     whole = compare_module.run_study("BPR,GTC", "tiny", "3", cmd_args=args, results_dir=str(tmp_path / "w"))
@@ -166,7 +165,7 @@ def test_an_interrupted_study_continues_to_the_uninterrupted_numbers(tmp_path, t
         compare_module.run_study("BPR,GTC", "tiny", "3", cmd_args=args, results_dir=str(tmp_path / "k"))
     monkeypatch.setattr(MMTrainer, "_save_resume_state", original)
 
-    import recbole_gtc.quick_start as quick_start
+    import recbole_gtc.quick_start.quick_start as quick_start
 
     real_run = quick_start.run_recbole_gtc
 
@@ -189,7 +188,7 @@ def test_study_errors_come_before_any_training(tmp_path, tiny, capsys, monkeypat
     def no_training(*args, **kwargs):
         raise AssertionError("trained before checking")
 
-    monkeypatch.setattr("recbole_gtc.quick_start.run_recbole_gtc", no_training)
+    monkeypatch.setattr("recbole_gtc.quick_start.quick_start.run_recbole_gtc", no_training)
     results = f"--results_dir={tmp_path / 'r'}"
     for extra, message in (
         (["--model=BPR,GTC[no_such_key=1]", "--seeds=2", results], "no_such_key"),

@@ -7,11 +7,11 @@ import os
 import numpy as np
 import pytest
 from matplotlib.container import BarContainer, ErrorbarContainer
+from test_study_stats import make_records
 
-from recbole_gtc.errors import RecboleGTCError
 from recbole_gtc.study.report import markdown_table, plot_png, write_report
 from recbole_gtc.study.stats import summarize
-from test_study_stats import make_records
+from recbole_gtc.utils.errors import RecboleGTCError
 
 METRICS = ["recall@20", "ndcg@20"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -6,15 +6,9 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from recbole_gtc.errors import RecboleGTCError
-from recbole_gtc.study.stats import (
-    mean_std,
-    median_range,
-    paired_ttest,
-    relative_improvement,
-    summarize,
-    wilcoxon_pvalue,
-)
+from recbole_gtc.study.stats import (mean_std, median_range, paired_ttest, relative_improvement, summarize,
+                                     wilcoxon_pvalue)
+from recbole_gtc.utils.errors import RecboleGTCError
 
 USERS = ["u0", "u1", "u2"]
 #: Reference "A" per-user recall per seed, shape [3 users] each.

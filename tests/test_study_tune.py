@@ -11,15 +11,15 @@ import hyperopt
 import numpy as np
 import pytest
 import yaml
-
-import recbole_gtc.quick_start as quick_start
 from recbole.trainer.hyper_tuning import HyperTuning
-from recbole_gtc.errors import RecboleGTCError
-from recbole_gtc.quick_start import load_config, run_recbole_gtc
+
+import recbole_gtc.quick_start.quick_start as quick_start
+from recbole_gtc.quick_start.quick_start import load_config, run_recbole_gtc
 from recbole_gtc.study import tune as tune_mod
 from recbole_gtc.study.tune import best_trial, grid_settings, load_space, random_settings, read_header, safe_label, tune
-from recbole_gtc.trainer import MMTrainer
-from recbole_gtc.utils import PROPERTIES_DIR
+from recbole_gtc.trainer.trainer import MMTrainer
+from recbole_gtc.utils.errors import RecboleGTCError
+from recbole_gtc.utils.utils import PROPERTIES_DIR
 
 HYPER_MODELS = {"GTC", "DRAGON", "FREEDOM", "LGMRec", "VBPR", "BPR", "LightGCN", "NGCF", "SGL", "MultiVAE", "EASE"}
 

@@ -12,9 +12,8 @@ import pandas as pd
 import pytest
 
 from recbole_gtc.prepare.__main__ import main
-from recbole_gtc.prepare.synthetic import (
-    affinity, generate, make_config, render_features, resample_nuisance, sample_latents, sample_maps,
-)
+from recbole_gtc.prepare.synthetic import (affinity, generate, make_config, render_features, resample_nuisance,
+                                           sample_latents, sample_maps)
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "synth-tiny"

@@ -1,4 +1,4 @@
-"""Symile total correlation and pairwise InfoNCE (recbole_gtc/model/tc_loss.py).
+"""Symile total correlation and pairwise InfoNCE (recbole_gtc/model/loss.py).
 
 The fused loss is checked against three independent evaluations: Python loops, a dense
 ``(n, n)`` logits matrix with ``F.cross_entropy``, and a copy of the previous chunked
@@ -6,19 +6,18 @@ implementation (index_put + activation checkpointing), for the loss, the gradien
 every view and of the logit scale.
 """
 
+import itertools
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
-
-import itertools
-
+from dense import cross_entropy as _dense_ce
+from dense import symile as _dense_symile
 from torch.utils.checkpoint import checkpoint
 
-from recbole_gtc.model import tc_loss
-from recbole_gtc.model.tc_loss import chunked_ce, pairwise_infonce_loss, symile_loss
-from dense import cross_entropy as _dense_ce, symile as _dense_symile
+from recbole_gtc.model import loss as tc_loss
+from recbole_gtc.model.loss import chunked_ce, pairwise_infonce_loss, symile_loss
 
 
 def _views(n_views, n=7, d=5, seed=0, requires_grad=False):

@@ -2,15 +2,15 @@
 
 import math
 
+import dense
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-from recbole_gtc.utils import RecboleGTCError
-from recbole_gtc.validation import validate_config
 from toydata import build, config_for, random_splits, write_dataset
-import dense
+
+from recbole_gtc.config.validation import validate_config
+from recbole_gtc.utils.errors import RecboleGTCError
 
 N_USERS, N_ITEMS = 40, 60
 

@@ -1,4 +1,4 @@
-"""Configuration validation (recbole_gtc/validation.py): bad values and unknown keys are one line."""
+"""Configuration validation (recbole_gtc/config/validation.py): bad values and unknown keys are one line."""
 
 import glob
 import os
@@ -6,10 +6,10 @@ import os
 import pytest
 import yaml
 
-from recbole_gtc.config import MMConfig
-from recbole_gtc.errors import RecboleGTCError
-from recbole_gtc.utils import PROPERTIES_DIR, _PLUGIN_MODELS
-from recbole_gtc.validation import COMMON_KEYS, SCHEMA, known_keys, rules_for, validate_config
+from recbole_gtc.config.configurator import MMConfig
+from recbole_gtc.config.validation import COMMON_KEYS, SCHEMA, known_keys, rules_for, validate_config
+from recbole_gtc.utils.errors import RecboleGTCError
+from recbole_gtc.utils.utils import _PLUGIN_MODELS, PROPERTIES_DIR
 
 
 def _config(model="GTC", *cmd, **config_dict):
@@ -94,8 +94,8 @@ def test_config_dict_and_files_are_checked_like_the_command_line(tmp_path):
 
 def test_bad_value_in_a_package_yaml_is_caught_too(tmp_path):
     """Values are checked wherever they come from (here a dataset YAML), not only user input."""
-    from toydata import random_splits, write_dataset
     import numpy as np
+    from toydata import random_splits, write_dataset
 
     feats = {"image": np.ones((20, 3), dtype=np.float32)}
     write_dataset(tmp_path, "mm", random_splits(10, 20), feats, 20, extra="knn_k: 0\n")

@@ -5,7 +5,6 @@ learning) is tests/test_mm_models.py's."""
 import numpy as np
 import pytest
 import torch
-
 from toydata import features, toy_model
 
 

@@ -100,7 +100,7 @@ def features(names, n_items=N_ITEMS, seed=0):
 
 def config_for(root, name, model="BPR", **overrides):
     """An :class:`MMConfig` for a test dataset on CPU, writing checkpoints under ``root``."""
-    from recbole_gtc.config import MMConfig
+    from recbole_gtc.config.configurator import MMConfig
 
     config_dict = {"data_path": str(root), "use_gpu": False, "checkpoint_dir": os.path.join(str(root), "saved"),
                    "state": "ERROR", "graph_cache_dir": None}
@@ -123,7 +123,7 @@ def prepare(root, name, model, **overrides):
 def build(root, name, model, seed=0, **overrides):
     """``(model, train dataloader)``: ``model`` (a name) built on ``root/name``'s training split
     (:func:`prepare`), with the torch seed set to ``seed`` first."""
-    from recbole_gtc.utils import get_model
+    from recbole_gtc.utils.utils import get_model
 
     config, _, train = prepare(root, name, model, **overrides)
     torch.manual_seed(seed)

@@ -4,13 +4,13 @@ RecBole parses each atomic file's header as ``name:type`` columns and fails deep
 with ``ValueError: not enough values to unpack`` when a column has no type, as in a raw
 MMRec ``.inter`` (``userID itemID rating timestamp x_label``). :func:`check_dataset_folder`
 reads only the header and the first lines of each file RecBole will load and turns every
-such problem into one :class:`~recbole_gtc.errors.RecboleGTCError` line naming the file,
+such problem into one :class:`~recbole_gtc.utils.errors.RecboleGTCError` line naming the file,
 pointing MMRec folders to ``python -m recbole_gtc.prepare mmrec``.
 """
 
 import os
 
-from recbole_gtc.errors import RecboleGTCError
+from recbole_gtc.utils.errors import RecboleGTCError
 
 #: RecBole's column types (``recbole.utils.FeatureType``).
 ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")

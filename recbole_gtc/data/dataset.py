@@ -19,7 +19,7 @@ import torch
 from recbole.data.dataset import Dataset
 
 from recbole_gtc.data.features import load_feature_matrix
-from recbole_gtc.utils import RecboleGTCError
+from recbole_gtc.utils.errors import RecboleGTCError
 
 
 class MultiModalDataset(Dataset):

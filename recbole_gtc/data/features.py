@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from recbole_gtc.utils import RecboleGTCError
+from recbole_gtc.utils.errors import RecboleGTCError
 
 _FINITE_CHECK_ROWS = 4096  # rows checked for NaN/inf at a time: bounded memory on memory-mapped files
 

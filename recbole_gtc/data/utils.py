@@ -15,7 +15,8 @@ from recbole_gtc.data.atomic import check_dataset_folder
 from recbole_gtc.data.dataset import MultiModalDataset
 from recbole_gtc.data.features import first_line, load_feature_matrix
 from recbole_gtc.data.sampler import MMRecSampler
-from recbole_gtc.utils import BUNDLED_DATASETS, MMREC_DATASETS, RecboleGTCError
+from recbole_gtc.utils.errors import RecboleGTCError
+from recbole_gtc.utils.utils import BUNDLED_DATASETS, MMREC_DATASETS
 
 PROTOCOLS = ("mmrec", "recbole")
 
@@ -124,7 +125,7 @@ def _unsharded(config):
     """Build dataloaders that give every rank of a multi-process run all rows.
 
     RecBole's dataloaders shard by rank whenever ``single_spec`` is False. For evaluation
-    every rank ranks every user instead (:mod:`recbole_gtc.distributed`: exact metrics,
+    every rank ranks every user instead (:mod:`recbole_gtc.quick_start.distributed`: exact metrics,
     one process's early stopping), so the loaders are built as for one process.
     """
     single_spec = config["single_spec"]

@@ -9,11 +9,13 @@ import os
 import shlex
 import sys
 
-from recbole_gtc.errors import RecboleGTCError
 from recbole_gtc.prepare.mmrec import BUILD_SEED, import_mmrec
-from recbole_gtc.prepare.movielens import DEFAULT_SEED, NAME as MOVIELENS_NAME, build_movielens
+from recbole_gtc.prepare.movielens import DEFAULT_SEED
+from recbole_gtc.prepare.movielens import NAME as MOVIELENS_NAME
+from recbole_gtc.prepare.movielens import build_movielens
 from recbole_gtc.prepare.synthetic import PRESETS, build_synthetic
-from recbole_gtc.utils import default_data_path
+from recbole_gtc.utils.errors import RecboleGTCError
+from recbole_gtc.utils.utils import default_data_path
 
 
 def _positive_int(text):

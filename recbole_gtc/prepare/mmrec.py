@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 
 from recbole_gtc.data.features import first_line, load_feature_matrix
-from recbole_gtc.errors import DatasetImportError
-from recbole_gtc.files import check_output_dir, expand_path
+from recbole_gtc.utils.errors import DatasetImportError
+from recbole_gtc.utils.files import check_output_dir, expand_path
 
 REQUIRED_COLUMNS = ("userID", "itemID", "rating", "timestamp", "x_label")
 DEFAULT_MODALITIES = {"image": "image_feat.npy", "text": "text_feat.npy"}

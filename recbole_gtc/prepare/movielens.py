@@ -27,10 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recbole_gtc.errors import MissingBuildDependency
-from recbole_gtc.prepare.mmrec import (
-    BUILD_SEED, builder_outputs, import_mmrec, random_split_labels, write_mmrec_folder,
-)
+from recbole_gtc.prepare.mmrec import BUILD_SEED, builder_outputs, import_mmrec, random_split_labels, write_mmrec_folder
+from recbole_gtc.utils.errors import MissingBuildDependency
 
 NAME = "ml-100k-mm"
 MODALITIES = {"text": "text_feat.npy", "meta": "meta_feat.npy"}

@@ -41,10 +41,9 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from recbole_gtc.errors import SynthConfigError
-from recbole_gtc.prepare.mmrec import (
-    BUILD_SEED, DEFAULT_MODALITIES, builder_outputs, import_mmrec, random_split_labels, write_mmrec_folder,
-)
+from recbole_gtc.prepare.mmrec import (BUILD_SEED, DEFAULT_MODALITIES, builder_outputs, import_mmrec,
+                                       random_split_labels, write_mmrec_folder)
+from recbole_gtc.utils.errors import SynthConfigError
 
 MODALITIES = DEFAULT_MODALITIES  # the MMRec file names
 DEFAULT_SEED = BUILD_SEED

@@ -21,7 +21,7 @@ A *run record* (one model spec, one seed) is a plain dict:
 * ``valid_result`` / ``test_result`` (dict metric -> float): best validation epoch,
   and test at that epoch (RecBole's metric names, e.g. ``"recall@20"``);
 * ``epochs`` (int or None), ``train_seconds_per_epoch`` (float or None: the median over
-  the epochs after the first, :func:`recbole_gtc.quick_start.seconds_per_epoch`);
+  the epochs after the first, :func:`recbole_gtc.quick_start.quick_start.seconds_per_epoch`);
 * ``users`` (list of str): the test users' tokens, in a fixed order;
 * ``per_user`` (dict metric -> numpy float array, shape ``[len(users)]``): each test
   user's value of the metric; its mean is ``test_result[metric]``.

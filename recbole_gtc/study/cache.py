@@ -1,7 +1,7 @@
 """Finished runs of a comparison, stored so that they are never trained twice.
 
 A run is stored under the fingerprint of its full configuration
-(:func:`recbole_gtc.run.fingerprint`: every result-relevant key, the seed included,
+(:func:`recbole_gtc.trainer.run.fingerprint`: every result-relevant key, the seed included,
 a digest of the dataset files and the library versions), as two files in
 ``<results_dir>/<dataset>/runs/``:
 
@@ -15,9 +15,8 @@ a comparison killed at any point re-runs only what has no ``.json``.
 import json
 import os
 
-from recbole_gtc.files import atomic_write, check_output_dir
-from recbole_gtc.run import load_per_user, save_per_user
-from recbole_gtc.files import to_plain
+from recbole_gtc.trainer.run import load_per_user, save_per_user
+from recbole_gtc.utils.files import atomic_write, check_output_dir, to_plain
 
 #: Record fields stored in the .json (per-user values go to the .npz).
 _JSON_FIELDS = ("label", "model", "dataset", "seed", "run_id", "run_dir", "fingerprint", "eval_protocol",

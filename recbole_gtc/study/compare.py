@@ -8,7 +8,7 @@ by seed (all specs with the first seed, then the second, ...), so an interrupted
 already has every model at some seeds. Finished runs are stored in a
 :class:`~recbole_gtc.study.cache.RunCache` and never trained again; a run interrupted
 half-way is continued from its ``last.pth`` (the ``--resume`` machinery of
-:mod:`recbole_gtc.run`), so a killed comparison, started again with the same command,
+:mod:`recbole_gtc.trainer.run`), so a killed comparison, started again with the same command,
 ends with the numbers an uninterrupted one would have given.
 """
 
@@ -16,11 +16,16 @@ import logging
 import os
 import time
 
-from recbole_gtc.errors import RecboleGTCError
-from recbole_gtc.files import expand_path
+from recbole_gtc.quick_start.quick_start import load_config, run_recbole_gtc
 from recbole_gtc.study import progress
 from recbole_gtc.study.cache import RunCache
+from recbole_gtc.study.report import write_report
 from recbole_gtc.study.spec import parse_seeds, parse_specs
+from recbole_gtc.study.tune import safe_label, tune
+from recbole_gtc.trainer import run as run_module
+from recbole_gtc.trainer.run import fingerprint, resumable_run
+from recbole_gtc.utils.errors import RecboleGTCError
+from recbole_gtc.utils.files import expand_path
 
 #: Metrics of the tables and the significance tests (RecBole names).
 DEFAULT_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
@@ -52,7 +57,6 @@ def plan(model_text, dataset, seeds_text, config_files=None, cmd_args=None, tune
     Raises:
         RecboleGTCError: a bad spec, seed list or configuration (the first one found).
     """
-    from recbole_gtc.quick_start import load_config
 
     cmd_args = user_args = list(cmd_args or [])
     if any(arg.startswith("--seed=") for arg in cmd_args) and "," in str(seeds_text):
@@ -99,10 +103,6 @@ def run_study(model_text, dataset, seeds_text, config_files=None, cmd_args=None,
         dict: ``records`` (list of run records) and ``report`` (see
         :func:`recbole_gtc.study.report.write_report`).
     """
-    from recbole_gtc import run as run_module
-    from recbole_gtc.quick_start import run_recbole_gtc
-    from recbole_gtc.run import fingerprint, resumable_run
-    from recbole_gtc.study.report import write_report
 
     if not saved:
         raise RecboleGTCError("--saved=False and --seeds: a study tests every run at its best validation epoch")
@@ -175,7 +175,6 @@ def run_study(model_text, dataset, seeds_text, config_files=None, cmd_args=None,
 
 def _tuned_found(model_text, out_dir):
     """label -> the tuned YAML an earlier ``--tune`` wrote for it (for ``--report_only --tune``)."""
-    from recbole_gtc.study.tune import safe_label
 
     found = {}
     for spec in parse_specs(model_text):
@@ -188,7 +187,6 @@ def _tuned_found(model_text, out_dir):
 
 def _tune_all(model_text, dataset, config_files, cmd_args, out_dir, algo, max_evals, hyper_dir=None):
     """Search each spec's grid on validation; label -> YAML of its best hyper-parameters."""
-    from recbole_gtc.study.tune import tune
 
     tuned = {}
     for spec in parse_specs(model_text):

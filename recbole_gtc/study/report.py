@@ -9,7 +9,7 @@
 * ``comparison.png``: test metrics (grouped bars) and training seconds per epoch (median over
   seeds, the bar's range from the fastest to the slowest seed).
 
-Every file is written through :func:`recbole_gtc.files.atomic_write`. The summary rows are
+Every file is written through :func:`recbole_gtc.utils.files.atomic_write`. The summary rows are
 those of :func:`recbole_gtc.study.stats.summarize`.
 """
 
@@ -19,8 +19,8 @@ import os
 
 import numpy as np
 
-from recbole_gtc.files import atomic_write, check_output_dir
 from recbole_gtc.study.stats import TIME_STATS, summarize
+from recbole_gtc.utils.files import atomic_write, check_output_dir
 
 MARKDOWN_FILE = "comparison.md"
 CSV_FILE = "comparison.csv"

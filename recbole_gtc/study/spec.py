@@ -10,7 +10,7 @@ under which the model appears in every table.
 import ast
 from dataclasses import dataclass, field
 
-from recbole_gtc.errors import RecboleGTCError
+from recbole_gtc.utils.errors import RecboleGTCError
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 from scipy import stats
 
-from recbole_gtc.errors import RecboleGTCError
+from recbole_gtc.utils.errors import RecboleGTCError
 
 #: Largest number of non-zero differences for which the Wilcoxon test uses the exact null
 #: distribution (scipy's own threshold); above it, the normal approximation.

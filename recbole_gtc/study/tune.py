@@ -3,7 +3,7 @@
     from recbole_gtc.study.tune import tune
     tune("GTC[use_tc=False]", "GTC", "synth-mm", config_dict={"use_tc": False})
 
-Each trial trains one configuration through :func:`recbole_gtc.quick_start.run_recbole_gtc`
+Each trial trains one configuration through :func:`recbole_gtc.quick_start.quick_start.run_recbole_gtc`
 with ``test=False``: the test split is never evaluated while searching, and the best
 configuration is the one with the best validation score (``valid_metric``, ties: the
 earlier trial). Every trial uses the same seed (the configuration's ``seed``), so a trial
@@ -21,7 +21,7 @@ plus ``#`` comments, which this module strips before RecBole's parser sees the l
 Precedence. A spec's fixed overrides (``config_dict``, e.g. ``use_tc=False``) define the
 variant: a grid may not search them. Command-line ``--key=value`` overrides win over the
 trial's values, so a grid key also given on the command line would search nothing: both
-are refused with a :class:`~recbole_gtc.errors.RecboleGTCError`.
+are refused with a :class:`~recbole_gtc.utils.errors.RecboleGTCError`.
 
 Outputs, under ``out_dir`` (default ``results/<dataset>/tuned``), named by the *safe
 label* (:func:`safe_label`: every character other than letters, digits and ``. _ = + -``
@@ -74,16 +74,22 @@ import sys
 import tempfile
 
 import numpy as np
+import recbole
+import torch
 import yaml
 from hyperopt import STATUS_OK, Trials, fmin, tpe
 from hyperopt.pyll import rec_eval, stochastic
 from recbole.trainer.hyper_tuning import HyperTuning
 
-from recbole_gtc.config import parse_override
-from recbole_gtc.errors import RecboleGTCError
-from recbole_gtc.files import MAX_NAME_BYTES, atomic_write, check_output_dir, expand_path, to_plain
+from recbole_gtc import __version__
+from recbole_gtc.config.configurator import parse_override
+from recbole_gtc.config.validation import check_values
+from recbole_gtc.quick_start.quick_start import load_config, run_recbole_gtc
 from recbole_gtc.study import progress
-from recbole_gtc.utils import PROPERTIES_DIR
+from recbole_gtc.trainer.run import config_items, dataset_digest
+from recbole_gtc.utils.errors import RecboleGTCError
+from recbole_gtc.utils.files import MAX_NAME_BYTES, atomic_write, check_output_dir, expand_path, to_plain
+from recbole_gtc.utils.utils import PROPERTIES_DIR
 
 ALGOS = ("exhaustive", "random", "bayes")
 #: Longest safe label kept as is; longer ones are cut and get a hash suffix, so that
@@ -273,7 +279,6 @@ def _check_grid_keys(path, grid, label, config_dict, cmd_args):
 def _check_grid_values(path, grid, model, load):
     """Unknown keys and the first combination through a full config load; every choice
     value through the package's value rules; before any training."""
-    from recbole_gtc.validation import check_values
 
     first = {name: options[0] for name, options in grid.items() if options is not None}
     try:
@@ -294,13 +299,10 @@ def _check_grid_values(path, grid, model, load):
 def cache_key(params_text, model, label, config_dict, cmd_args, config_files, dataset, algo, max_evals,
               early_stop, dataset_digest=None, resolved=None):
     """sha1 (hex) of everything that decides a search's outcome (``dataset_digest``: of the
-    dataset's files, :func:`recbole_gtc.run.dataset_digest`; ``resolved``: the search's base
-    configuration after the whole cascade, :func:`recbole_gtc.run.config_items`, so a changed
+    dataset's files, :func:`recbole_gtc.trainer.run.dataset_digest`; ``resolved``: the search's base
+    configuration after the whole cascade, :func:`recbole_gtc.trainer.run.config_items`, so a changed
     package or model default searches again), with the library versions."""
-    import recbole
-    import torch
 
-    from recbole_gtc import __version__
 
     files = []
     for path in config_files or []:
@@ -406,7 +408,6 @@ def tune(label, model, dataset, config_files=None, config_dict=None, cmd_args=No
         RecboleGTCError: no grid file for the model, a bad grid line, a grid key fixed by
         the spec or given on the command line, a bad value, a bad ``algo``/``max_evals``.
     """
-    from recbole_gtc.quick_start import load_config, run_recbole_gtc
 
     config_dict = dict(config_dict or {})
     cmd_args = list(cmd_args or [])
@@ -441,7 +442,6 @@ def tune(label, model, dataset, config_files=None, config_dict=None, cmd_args=No
 
     with open(path, encoding="utf-8") as f:
         params_text = f.read()
-    from recbole_gtc.run import config_items, dataset_digest
 
     base = load_config(model, dataset, config_files, config_dict=dict(config_dict or {}), cmd_args=list(cmd_args or []))
     key = cache_key(params_text, model, label, config_dict, cmd_args, config_files, dataset, algo, max_evals,

@@ -3,7 +3,7 @@
 * :class:`MultiModalRecommender`: a RecBole ``GeneralRecommender`` that reads the
   dataset's modality features (raising :class:`RecboleGTCError` when there are none),
   reads its config keys (their types and ranges are checked before, by
-  :mod:`recbole_gtc.validation`, from each model's ``config_rules``), and scores from
+  :mod:`recbole_gtc.config.validation`, from each model's ``config_rules``), and scores from
   representations computed **once per evaluation in eval mode** (invalidated by
   ``train()``/``load_state_dict()``), never from embeddings cached by the last training batch.
 * Graph helpers over the training split: the binary interaction matrix, the
@@ -20,10 +20,34 @@ import torch.nn.functional as F
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 
-from recbole_gtc.model.bipartite import binary_matrix
-from recbole_gtc.model.graphs import item_item_graph
-from recbole_gtc.model.scoring import CachedEvalScores
-from recbole_gtc.utils import RecboleGTCError
+from recbole_gtc.config.rules import integer, number, string
+from recbole_gtc.model.layers.bipartite import binary_matrix
+from recbole_gtc.model.layers.graphs import item_item_graph
+from recbole_gtc.model.layers.scoring import CachedEvalScores
+from recbole_gtc.utils.errors import RecboleGTCError
+
+#: Keys named as in MMRec (https://github.com/enoche/MMRec) that its multi-modal
+#: baselines (VBPR, DRAGON, FREEDOM, LGMRec, ...) read: their ``config_rules`` start from it.
+MMREC_KEYS = {
+    "embedding_size": integer(1),
+    "feat_embed_dim": integer(1),
+    "reg_weight": number(0),
+    "dropout": number(0, 1, high_open=True),
+    "knn_k": integer(1),
+    "mm_image_weight": number(0, 1),
+    "n_mm_layers": integer(0),
+    "n_ui_layers": integer(0),
+    "n_layers": integer(0),
+    "lambda_coeff": number(0, 1),
+    "cl_weight": number(0),
+    "n_hyper_layer": integer(1),
+    "hyper_num": integer(1),
+    "keep_rate": number(0, 1, low_open=True),
+    "alpha": number(0),
+    "user_graph_k": integer(1),
+    "knn_chunk_size": integer(1),
+    "graph_cache_dir": string(optional=True),
+}
 
 
 class MultiModalRecommender(CachedEvalScores, GeneralRecommender):
@@ -38,7 +62,7 @@ class MultiModalRecommender(CachedEvalScores, GeneralRecommender):
     required_keys = ()
     #: Config keys the model reads that may be ``~`` (None).
     optional_keys = ()
-    #: ``{key: rule}`` for :mod:`recbole_gtc.validation`: each key's type and range, checked
+    #: ``{key: rule}`` for :mod:`recbole_gtc.config.validation`: each key's type and range, checked
     #: before the model is built; the model itself does not check them again.
     config_rules = {}
 

@@ -16,11 +16,15 @@ still overrides them exactly as in RecBole.
 
 import os
 
+import torch
+import torch.distributed as dist
 import yaml
 from recbole.config import Config
 
-from recbole_gtc.files import expand_path
-from recbole_gtc.utils import PROPERTIES_DIR, RecboleGTCError, default_data_path, get_model
+from recbole_gtc.config.validation import check_before_recbole
+from recbole_gtc.utils.errors import RecboleGTCError
+from recbole_gtc.utils.files import expand_path
+from recbole_gtc.utils.utils import PROPERTIES_DIR, default_data_path, get_model
 
 
 def parse_override(arg):
@@ -43,7 +47,7 @@ class MMConfig(Config):
             ``sys.argv`` as RecBole does; pass ``[]`` from library code and tests so
             that foreign command-line flags (pytest's, say) never leak in.
         distributed (dict, optional): one rank's ``local_rank``, ``world_size``, ``nproc``,
-            ``offset``, ``ip`` and ``port`` (:mod:`recbole_gtc.distributed`); the
+            ``offset``, ``ip`` and ``port`` (:mod:`recbole_gtc.quick_start.distributed`); the
             configuration then joins the process group, as RecBole's does.
     """
 
@@ -64,7 +68,6 @@ class MMConfig(Config):
         """Make the printed configuration say what is actually used: ``use_gpu`` is False
         when no CUDA device exists, and a dataset with fixed split files shows them as its
         split instead of RecBole's unused default ratio split."""
-        import torch
 
         if not torch.cuda.is_available():
             self.final_config_dict["use_gpu"] = False
@@ -83,9 +86,8 @@ class MMConfig(Config):
 
     # RecBole's Config checks some values while it is built and raises Python errors
     # (ValueError, TypeError, NotImplementedError, ...) for bad ones. The keys it checks are
-    # validated first (recbole_gtc.validation), and whatever it still raises becomes one line.
+    # validated first (recbole_gtc.config.validation), and whatever it still raises becomes one line.
     def _set_default_parameters(self):
-        from recbole_gtc.validation import check_before_recbole
 
         check_before_recbole(self.final_config_dict, self.external_config_dict, self.model)
         _one_line_errors(super()._set_default_parameters)
@@ -98,8 +100,6 @@ class MMConfig(Config):
     def _init_distributed_device(self):
         """RecBole's distributed branch of ``_init_device``, which only knows ``nccl`` on
         ``cuda:<local_rank>``, extended to the CPU: ``gloo`` when no GPU is used."""
-        import torch
-        import torch.distributed as dist
 
         _one_line_errors(super()._init_device)  # gpu_id normalisation and the single-process keys
         self.final_config_dict.update(self._distributed)

@@ -13,8 +13,7 @@ import torch
 import torch.nn as nn
 from recbole.model.loss import BPRLoss, EmbLoss
 
-from recbole_gtc.model.mm_base import MultiModalRecommender
-from recbole_gtc.validation import MMREC_KEYS
+from recbole_gtc.model.abstract_recommender import MMREC_KEYS, MultiModalRecommender
 
 
 class VBPR(MultiModalRecommender):

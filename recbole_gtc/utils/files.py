@@ -3,7 +3,7 @@ that fail with one line, and atomic writes (temporary name, then rename)."""
 
 import os
 
-from recbole_gtc.errors import RecboleGTCError
+from recbole_gtc.utils.errors import RecboleGTCError
 
 #: Longest file or folder name accepted for outputs (most file systems allow 255 bytes;
 #: run ids and temporary suffixes are appended to it).

@@ -15,14 +15,14 @@ What differs from RecBole's path, and why:
 
 * **CPU.** RecBole hard-codes the ``nccl`` backend and ``cuda:<local_rank>``; here the
   backend is ``gloo`` and the device the CPU when no GPU is used
-  (:meth:`recbole_gtc.config.MMConfig._init_device`), and ``DistributedDataParallel``
-  gets no ``device_ids`` for a CPU module (:func:`recbole_gtc.trainer.build_trainer`).
+  (:meth:`recbole_gtc.config.configurator.MMConfig._init_device`), and ``DistributedDataParallel``
+  gets no ``device_ids`` for a CPU module (:func:`recbole_gtc.trainer.trainer.build_trainer`).
 * **Exact evaluation.** RecBole shards the evaluation users too and averages the ranks'
   means weighted by their batch counts, which counts the users the sampler repeats to
   even out the shards twice. Here every rank ranks every user
   (:func:`recbole_gtc.data.utils.data_preparation`), so validation, early stopping and
   the test are exactly those of one process; evaluation is cheap next to training.
-* **One run folder.** Global rank 0 creates the run folder (:mod:`recbole_gtc.run`) and
+* **One run folder.** Global rank 0 creates the run folder (:mod:`recbole_gtc.trainer.run`) and
   writes ``best.pth``, ``run.log`` and ``run.json``; the other ranks read its ``best.pth``
   for the test, so across machines ``checkpoint_dir`` must be a shared folder.
 * **Identical replicas.** Every rank builds the model from the run's ``seed`` (and
@@ -42,8 +42,14 @@ import hashlib
 import os
 
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
-from recbole_gtc.errors import RecboleGTCError
+from recbole_gtc.quick_start import quick_start
+from recbole_gtc.quick_start.quick_start import load_config
+from recbole_gtc.trainer.run import Run, fingerprint
+from recbole_gtc.utils.compat import quiet_library_warnings
+from recbole_gtc.utils.errors import RecboleGTCError
 
 #: Keys the runner sets in each rank's configuration (never user configuration keys).
 DISTRIBUTED_KEYS = ("local_rank", "world_size", "nproc", "offset", "ip", "port")
@@ -79,11 +85,11 @@ def run_distributed(model, dataset, settings, config_file_list=None, cmd_args=No
 
     Args:
         model, dataset, config_file_list, cmd_args, saved: as
-            :func:`recbole_gtc.quick_start.run_recbole_gtc`.
+            :func:`recbole_gtc.quick_start.quick_start.run_recbole_gtc`.
         settings (dict): :func:`distributed_settings`.
 
     Returns:
-        dict: global rank 0's result (as :func:`~recbole_gtc.quick_start.run_recbole_gtc`,
+        dict: global rank 0's result (as :func:`~recbole_gtc.quick_start.quick_start.run_recbole_gtc`,
         plus ``world_size``), or ``None`` on a machine without global rank 0
         (``group_offset > 0``).
 
@@ -91,9 +97,7 @@ def run_distributed(model, dataset, settings, config_file_list=None, cmd_args=No
         RecboleGTCError: a bad configuration (checked here before any process starts) or
             a rank that failed (its last error line).
     """
-    import torch.multiprocessing as mp
 
-    from recbole_gtc.quick_start import load_config
 
     load_config(model, dataset, config_file_list, cmd_args=cmd_args)  # errors before any process starts
     context = mp.get_context("spawn")
@@ -125,17 +129,13 @@ def _last_error_line(text):
 def _rank_main(local_rank, model, dataset, config_file_list, cmd_args, saved, settings, queue):
     """One rank: its configuration (which joins the process group), the shared run folder,
     training and test; global rank 0 reports the result."""
-    from recbole_gtc.compat import quiet_library_warnings
 
     with quiet_library_warnings():  # the parent's filters do not reach a spawned process
         _rank_train(local_rank, model, dataset, config_file_list, cmd_args, saved, settings, queue)
 
 
 def _rank_train(local_rank, model, dataset, config_file_list, cmd_args, saved, settings, queue):
-    import torch.distributed as dist
 
-    from recbole_gtc import quick_start
-    from recbole_gtc.run import Run, fingerprint
 
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // settings["nproc"]))
@@ -167,7 +167,6 @@ def _rank_train(local_rank, model, dataset, config_file_list, cmd_args, saved, s
 def _after_fit(trainer):
     """Between training and test: every rank must hold the same parameters, and the test
     (which loads ``best.pth``) waits until rank 0 has written it."""
-    import torch.distributed as dist
 
     if not replicas_identical(trainer.model):
         raise RecboleGTCError("the ranks ended training with different parameters")
@@ -176,7 +175,6 @@ def _after_fit(trainer):
 
 def replicas_identical(model):
     """Whether every rank holds bit-identical parameters (a collective: every rank calls it)."""
-    import torch.distributed as dist
 
     digest = hashlib.sha1()
     for name, tensor in sorted(model.state_dict().items()):

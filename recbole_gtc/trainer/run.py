@@ -12,7 +12,7 @@ in the same second in the same folder. The folder holds:
   ``valid_score_bigger``, ``best_valid_result``, ``test_result``; the last two
   metric -> value, ``{}`` for a run that is not tested) plus ``epochs``,
   ``train_seconds_per_epoch`` (the median over the epochs after the first, see
-  :func:`recbole_gtc.quick_start.seconds_per_epoch`) and ``epoch_seconds`` (every
+  :func:`recbole_gtc.quick_start.quick_start.seconds_per_epoch`) and ``epoch_seconds`` (every
   training epoch's wall-clock seconds, the first included);
 * ``run.log``: the run's log (and ``tensorboard/``, RecBole's event files);
 * ``best.pth``: the best-validation checkpoint (RecBole's format), which the test loads;
@@ -32,10 +32,16 @@ import math
 import os
 import time
 
+import colorlog
+import numpy as np
+import recbole
 import torch
+from colorama import init
+from recbole.utils.logger import RemoveColorFilter, log_colors_config
 
-from recbole_gtc.errors import RecboleGTCError
-from recbole_gtc.files import atomic_write, check_output_dir, expand_path, to_plain
+from recbole_gtc import __version__
+from recbole_gtc.utils.errors import RecboleGTCError
+from recbole_gtc.utils.files import atomic_write, check_output_dir, expand_path, to_plain
 
 RUN_FILE = "run.json"
 BEST_CHECKPOINT = "best.pth"
@@ -108,7 +114,7 @@ def _json_leaf(value):
 
 
 def json_value(value):
-    """``value`` as JSON holds it: :func:`~recbole_gtc.files.to_plain`'s mappings, lists,
+    """``value`` as JSON holds it: :func:`~recbole_gtc.utils.files.to_plain`'s mappings, lists,
     strings, booleans, finite numbers and None as they are; anything else JSON has no type for
     (a ``torch.device``, RecBole's enums, ``nan``) as its ``str``."""
     return to_plain(value, _json_leaf)
@@ -120,9 +126,7 @@ def fingerprint(config):
     Two runs with the same fingerprint train the same model the same way on the same
     data; ``--resume`` continues only a run with the same fingerprint.
     """
-    import recbole
 
-    from recbole_gtc import __version__
 
     folder = config["data_path"]  # RecBole's Config has joined the dataset name onto it
     payload = {
@@ -134,14 +138,13 @@ def fingerprint(config):
 
 
 def atomic_save(obj, path, **kwargs):
-    """``torch.save`` through :func:`~recbole_gtc.files.atomic_write`."""
+    """``torch.save`` through :func:`~recbole_gtc.utils.files.atomic_write`."""
     atomic_write(path, lambda tmp: torch.save(obj, tmp, **kwargs))
 
 
 def save_per_user(path, users, values):
     """Write the test users' tokens and their per-user metric values (``metric -> [n_users]``)
     as one ``.npz`` (``users`` plus one array per metric), atomically."""
-    import numpy as np
 
     arrays = {"users": np.asarray(users, dtype=str)}
     arrays.update({name: np.asarray(v, dtype=np.float64) for name, v in values.items()})
@@ -155,7 +158,6 @@ def save_per_user(path, users, values):
 
 def load_per_user(path):
     """``(users, values)`` as written by :func:`save_per_user`."""
-    import numpy as np
 
     with np.load(path, allow_pickle=False) as data:
         users = [str(u) for u in data["users"]]
@@ -264,7 +266,7 @@ class Run:
         atomic_write(os.path.join(self.dir, RUN_FILE), write)
 
     def set_result(self, result):
-        """Keep the :data:`RESULT_KEYS` of ``result`` (a :func:`~recbole_gtc.quick_start.run_recbole_gtc`
+        """Keep the :data:`RESULT_KEYS` of ``result`` (a :func:`~recbole_gtc.quick_start.quick_start.run_recbole_gtc`
         result) for ``run.json``; :meth:`finish` writes them with the state ``finished``."""
         self.meta["result"] = {key: json_value(result.get(key)) for key in RESULT_KEYS}
 
@@ -378,9 +380,6 @@ def init_run_logger(config, log_file):
     ``logging.basicConfig`` keeps the first run's file for every later model of a
     comparison. Here each run replaces the handlers with its own.
     """
-    import colorlog
-    from colorama import init
-    from recbole.utils.logger import RemoveColorFilter, log_colors_config
 
     init(autoreset=True)
     level = getattr(logging, str(config["state"] or "INFO").upper(), logging.INFO)

@@ -6,19 +6,19 @@ import sys
 from logging import getLogger
 
 import torch
-
 from recbole.utils import init_seed, set_color
 
-from recbole_gtc.config import MMConfig
+from recbole_gtc.config.configurator import MMConfig
+from recbole_gtc.config.validation import check_against_dataset, validate_config
 from recbole_gtc.data import create_dataset, data_preparation
 from recbole_gtc.data.utils import check_dataset_files
-from recbole_gtc.errors import RecboleGTCError
-from recbole_gtc.files import check_output_dir, expand_path
-from recbole_gtc.kernels import check as check_kernels, describe as describe_kernels
-from recbole_gtc.run import Run, init_run_logger, save_per_user
-from recbole_gtc.trainer import build_trainer, get_trainer
-from recbole_gtc.utils import get_model
-from recbole_gtc.validation import check_against_dataset, validate_config
+from recbole_gtc.trainer.run import Run, init_run_logger, save_per_user
+from recbole_gtc.trainer.trainer import build_trainer, get_trainer
+from recbole_gtc.utils.errors import RecboleGTCError
+from recbole_gtc.utils.files import check_output_dir, expand_path
+from recbole_gtc.utils.kernels import check as check_kernels
+from recbole_gtc.utils.kernels import describe as describe_kernels
+from recbole_gtc.utils.utils import get_model
 
 SUMMARY_METRICS = ("recall@20", "ndcg@20")
 
@@ -27,16 +27,16 @@ def load_config(model, dataset, config_file_list=None, config_dict=None, cmd_arg
     """The run's configuration, checked before anything is printed or trained.
 
     Errors come first: a bad value, a missing or malformed dataset folder or feature
-    file raises :class:`~recbole_gtc.errors.RecboleGTCError` here, before the logger
+    file raises :class:`~recbole_gtc.utils.errors.RecboleGTCError` here, before the logger
     prints RecBole's long configuration dump. ``distributed`` (one rank's keys, see
-    :mod:`recbole_gtc.distributed`) makes the configuration join the process group.
+    :mod:`recbole_gtc.quick_start.distributed`) makes the configuration join the process group.
     """
     check_kernels()  # a bad RECBOLE_GTC_CPU_KERNELS, before anything is printed
     check_dataset_name(dataset)
     config = MMConfig(model, dataset, config_file_list, config_dict, cmd_args=cmd_args or [],
                       distributed=distributed)
     check_dataset_name(dataset, config["data_path"])
-    validate_config(config)  # unknown keys and bad values (recbole_gtc.validation)
+    validate_config(config)  # unknown keys and bad values (recbole_gtc.config.validation)
     check_dataset_files(config)
     for key in ("checkpoint_dir", "graph_cache_dir"):
         if config[key]:
@@ -68,7 +68,7 @@ def run_recbole_gtc(model, dataset, config_file_list=None, config_dict=None, sav
 
     Mirrors :func:`recbole.quick_start.run_recbole`, with :class:`MMConfig`'s cascade,
     multi-modal datasets, the evaluation protocol and recbole-gtc models. The run writes
-    only under its own folder ``<checkpoint_dir>/<run_id>/`` (see :mod:`recbole_gtc.run`).
+    only under its own folder ``<checkpoint_dir>/<run_id>/`` (see :mod:`recbole_gtc.trainer.run`).
 
     Args:
         model (str): GTC or a RecBole general recommender (BPR, LightGCN, ...).
@@ -90,7 +90,7 @@ def run_recbole_gtc(model, dataset, config_file_list=None, config_dict=None, sav
         (metric -> value), ``epochs``, ``epoch_seconds`` (each training epoch's wall-clock
         seconds), ``train_seconds_per_epoch`` (:func:`seconds_per_epoch`; None when the
         trainer does not time epochs), ``users`` and ``per_user`` (the test
-        users' tokens and each one's metric values, see :mod:`recbole_gtc.evaluation`;
+        users' tokens and each one's metric values, see :mod:`recbole_gtc.evaluator.per_user`;
         ``None`` without a full-ranking test) and ``summary`` (one line).
     """
     if config is None:

@@ -22,10 +22,15 @@ import warnings
 
 import numpy as np
 import torch
+from recbole.data.interaction import Interaction
+from recbole.utils import init_seed
 
-from recbole_gtc.errors import RecboleGTCError
-from recbole_gtc.files import atomic_write, check_output_dir, expand_path
-from recbole_gtc.run import BEST_CHECKPOINT
+from recbole_gtc.data import create_dataset, data_preparation
+from recbole_gtc.trainer.run import BEST_CHECKPOINT
+from recbole_gtc.utils.compat import quiet_library_warnings
+from recbole_gtc.utils.errors import RecboleGTCError
+from recbole_gtc.utils.files import atomic_write, check_output_dir, expand_path
+from recbole_gtc.utils.utils import get_model
 
 #: Unknown user tokens named in an error message, at most.
 MAX_NAMED = 5
@@ -65,7 +70,6 @@ def main(argv=None):
         print(f"{parser.prog}: error: --topk must be a positive integer, got {args.topk}", file=sys.stderr)
         return 2
 
-    from recbole_gtc.compat import quiet_library_warnings
 
     try:
         users = parse_users(args.users)
@@ -205,9 +209,7 @@ def load_data(checkpoint, data_path=None):
         (str, dict, Config, Dataset): the checkpoint file, its content, the run's configuration
         (pointed at the dataset found) and the training split the model was trained on.
     """
-    from recbole.utils import init_seed
 
-    from recbole_gtc.data import create_dataset, data_preparation
 
     path = checkpoint_file(checkpoint)
     state = load_checkpoint(path)
@@ -230,9 +232,7 @@ def build_model(path, state, config, train_dataset):
 
     Arguments as returned by :func:`load_data`.
     """
-    from recbole.utils import init_seed
 
-    from recbole_gtc.utils import get_model
 
     if config["graph_cache_dir"]:
         try:  # the run's cache folder may be gone or read-only here: then graphs are built in memory
@@ -279,7 +279,6 @@ def user_ids(dataset, users):
 def score_users(model, dataset, uids, batch_size=256, device="cpu"):
     """``full_sort_predict`` scores, ``(len(uids), n_items)`` float32 on the CPU, for the
     internal user ids ``uids`` ``(n,)``, ``batch_size`` users per call on ``device``."""
-    from recbole.data.interaction import Interaction
 
     n_items = dataset.item_num
     parts = []

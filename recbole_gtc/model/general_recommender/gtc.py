@@ -12,7 +12,7 @@ modalities (M = 2 reproduces the released model). One training step:
 6. propagate over the homogeneous graphs (item kNN graph S, user co-interaction graph)
 7. score y_ui = <H_u, H_i>;  loss = BPR + reg + TC (Symile over ID + content views) + diffusion MSE
 
-Steps 4-6, BPR and the regulariser are DRAGON's (:class:`~recbole_gtc.model.dragon.DRAGON`,
+Steps 4-6, BPR and the regulariser are DRAGON's (:class:`~recbole_gtc.model.general_recommender.dragon.DRAGON`,
 which this class extends) over V = M + 1 views, the ID view first; GTC changes the item views
 (steps 1-3) and adds the TC and diffusion losses.
 
@@ -27,14 +27,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from recbole_gtc.model.denoiser import ConditionalDenoiser
-from recbole_gtc.model.diffusion import GaussianDiffusion
-from recbole_gtc.model.dragon import DRAGON
-from recbole_gtc.model.gate import similarity_gate
-from recbole_gtc.model.sparse import sparse_mm, to_csr, transpose_csr
-from recbole_gtc.model.tc_loss import pairwise_infonce_loss, symile_loss
-from recbole_gtc.utils import RecboleGTCError
-from recbole_gtc.validation import boolean, choice, integer, mapping, number, string
+from recbole_gtc.config.rules import boolean, choice, integer, mapping, number
+from recbole_gtc.model.general_recommender.dragon import DRAGON
+from recbole_gtc.model.layers.denoiser import ConditionalDenoiser
+from recbole_gtc.model.layers.diffusion import GaussianDiffusion
+from recbole_gtc.model.layers.gate import similarity_gate
+from recbole_gtc.model.layers.sparse import sparse_mm, to_csr, transpose_csr
+from recbole_gtc.model.loss import pairwise_infonce_loss, symile_loss
+from recbole_gtc.utils.errors import RecboleGTCError
 
 
 class GTC(DRAGON):
@@ -54,33 +54,27 @@ class GTC(DRAGON):
     optional_keys = ("eval_timestep", "mm_graph_weights", "graph_cache_dir")
     #: Defaults in properties/model/GTC.yaml. Rules that relate two keys (beta_start < beta_end,
     #: eval_timestep < noise_steps) are validation.check_cross's.
-    config_rules = {
-        "embedding_size": integer(1),
-        "reg_weight": number(0),
-        "tc_weight": number(0),
-        "diff_weight": number(0),
-        "noise_steps": integer(2),
-        "beta_start": number(0, 1, low_open=True, high_open=True),
-        "beta_end": number(0, 1, low_open=True, high_open=True),
-        "eval_timestep": integer(1, optional=True),
-        "eval_noise_seed": integer(0),
-        "logit_scale_init": number(0, low_open=True),
-        "tc_chunk_size": integer(1),
-        "gate_temperature": number(0, low_open=True),
-        "knn_k": integer(1),
-        "mm_graph_weights": mapping(number(0), optional=True),
-        "n_mm_layers": integer(0),
-        "user_graph_k": integer(1),
-        "knn_chunk_size": integer(1),
-        "graph_cache_dir": string(optional=True),
-        "use_diffusion": boolean(),
-        "use_tc": boolean(),
-        "tc_mode": choice("symile", "pairwise"),
-        "tc_scope": choice("all", "batch", "sampled"),
-        "tc_candidates": integer(1),
-        "use_gate": boolean(),
-        "train_denoiser": boolean(),
-    }
+    config_rules = dict(
+        DRAGON.config_rules,  # the backbone's keys (embedding_size, reg_weight, knn_k, n_mm_layers, ...)
+        tc_weight=number(0),
+        diff_weight=number(0),
+        noise_steps=integer(2),
+        beta_start=number(0, 1, low_open=True, high_open=True),
+        beta_end=number(0, 1, low_open=True, high_open=True),
+        eval_timestep=integer(1, optional=True),
+        eval_noise_seed=integer(0),
+        logit_scale_init=number(0, low_open=True),
+        tc_chunk_size=integer(1),
+        gate_temperature=number(0, low_open=True),
+        mm_graph_weights=mapping(number(0), optional=True),
+        use_diffusion=boolean(),
+        use_tc=boolean(),
+        tc_mode=choice("symile", "pairwise"),
+        tc_scope=choice("all", "batch", "sampled"),
+        tc_candidates=integer(1),
+        use_gate=boolean(),
+        train_denoiser=boolean(),
+    )
     #: User-item propagation hops (hard-coded 2 in the released code).
     n_layers = 2
 
@@ -153,11 +147,9 @@ class GTC(DRAGON):
         if not self.use_diffusion:
             return content, cond.new_zeros(())
         # In the model's own dtype (float32) even under mixed precision: the one-step x0 estimate
-        # is x_t / sqrt(abar_t) - sqrt(1/abar_t - 1) eps_hat, two terms up to ~4.4x the content's
-        # scale at T = 600 that cancel, so a bf16 rounding of eps_hat (2^-9 relative) reaches G_m
-        # amplified. On ml-100k-mm (8 trained epochs, 3 batches) bf16 autocast put the gradients
-        # 11% (ID embedding 22%) away from float32's with the denoisers in bf16, 0.2% with this
-        # method in float32.
+        # is x_t / sqrt(abar_t) - sqrt(1/abar_t - 1) eps_hat, two terms larger than the content
+        # that cancel, so a bf16 rounding of eps_hat (2^-9 relative) reaches G_m amplified
+        # (measured in docs/performance.md, "bf16 accuracy").
         with torch.autocast(cond.device.type, enabled=False):
             # cond, the ID embedding, is a parameter: autocast leaves it in the model's dtype.
             content = {m: c.to(cond.dtype) for m, c in content.items()}

@@ -1,13 +1,15 @@
-"""Paths, errors and model/trainer lookup shared by the runner and the library."""
+"""Paths of the shipped defaults and datasets, and the model lookup (RecBole's ``get_model``
+extended with this package's models)."""
 
 import importlib
 import os
 
 from recbole.utils import get_model as recbole_get_model
 
-from recbole_gtc.errors import RecboleGTCError  # noqa: F401  (re-exported: the package's error root)
+from recbole_gtc.utils.errors import RecboleGTCError
 
-PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+#: The installed ``recbole_gtc/`` folder (this file is ``recbole_gtc/utils/utils.py``).
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: The repository root when running from a checkout (or an editable install): the folder
 #: that holds ``recbole_gtc/``, ``properties/``, ``dataset/`` and ``setup.cfg``.
 REPO_ROOT = os.path.dirname(PACKAGE_DIR)
@@ -41,11 +43,11 @@ def default_data_path(dataset):
 
 #: Models this package implements: name -> module under recbole_gtc.model.
 _PLUGIN_MODELS = {
-    "GTC": "recbole_gtc.model.gtc",
-    "DRAGON": "recbole_gtc.model.dragon",
-    "FREEDOM": "recbole_gtc.model.freedom",
-    "LGMRec": "recbole_gtc.model.lgmrec",
-    "VBPR": "recbole_gtc.model.vbpr",
+    "GTC": "recbole_gtc.model.general_recommender.gtc",
+    "DRAGON": "recbole_gtc.model.general_recommender.dragon",
+    "FREEDOM": "recbole_gtc.model.general_recommender.freedom",
+    "LGMRec": "recbole_gtc.model.general_recommender.lgmrec",
+    "VBPR": "recbole_gtc.model.general_recommender.vbpr",
 }
 
 #: MMRec datasets users bring themselves (their files cannot be bundled).

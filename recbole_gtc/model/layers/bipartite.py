@@ -4,7 +4,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recbole_gtc.model.sparse import sparse_mm
+from recbole_gtc.model.layers.sparse import sparse_mm
 
 
 def binary_matrix(users, items, n_users, n_items):
@@ -56,7 +56,7 @@ def propagate(adj, x, n_layers=2, adj_t=None):
         adj (torch.Tensor): sparse ``(N, N)``: COO, or CSR together with ``adj_t``.
         x (torch.Tensor): ``(N, D)``.
         adj_t (torch.Tensor, optional): ``A^T`` in CSR (``adj`` itself for the symmetric
-            normalised graph): products go through :func:`~recbole_gtc.model.sparse.sparse_mm`,
+            normalised graph): products go through :func:`~recbole_gtc.model.layers.sparse.sparse_mm`,
             whose backward needs no per-step transpose.
 
     Returns:

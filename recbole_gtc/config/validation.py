@@ -1,6 +1,6 @@
 """Configuration validation: every key has a type and an allowed range, checked before any work.
 
-:func:`validate_config` checks a built :class:`~recbole_gtc.config.MMConfig`:
+:func:`validate_config` checks a built :class:`~recbole_gtc.config.configurator.MMConfig`:
 
 * **unknown keys** given by the user (``--config_files``, ``config_dict``, ``--KEY=VALUE``)
   are an **error** naming the closest known key, e.g.
@@ -16,7 +16,7 @@
 * a few **cross-key** rules (``valid_metric`` among ``metrics`` x ``topk``, GTC's
   ``beta_start < beta_end``, ``eval_timestep < noise_steps``).
 
-Every problem is a :class:`~recbole_gtc.errors.RecboleGTCError` with a one-line message;
+Every problem is a :class:`~recbole_gtc.utils.errors.RecboleGTCError` with a one-line message;
 the runner prints ``error: <message>`` and exits 2.
 
 Adding a model's keys: this package's models carry their rules next to them, as the class
@@ -28,128 +28,21 @@ under ``properties/model/`` are known (not "unknown") even before they get a rul
 
 import difflib
 import glob
-import math
 import os
 from functools import lru_cache
 
+import recbole
 import yaml
+from recbole.evaluator.register import metric_types
+from recbole.utils import EvaluatorType, InputType, argument_list
 
-from recbole_gtc.errors import RecboleGTCError
-from recbole_gtc.utils import _PLUGIN_MODELS, PROPERTIES_DIR, get_model
-
-# --------------------------------------------------------------------------- rules
-# A rule is a function value -> None (allowed) or a phrase saying what is allowed.
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _range_phrase(low, high, low_open=False, high_open=False):
-    parts = []
-    if low is not None:
-        parts.append(f"{'>' if low_open else '>='} {low}")
-    if high is not None:
-        parts.append(f"{'<' if high_open else '<='} {high}")
-    return " and ".join(parts)
-
-
-def _in_range(value, low, high, low_open, high_open):
-    if low is not None and (value <= low if low_open else value < low):
-        return False
-    if high is not None and (value >= high if high_open else value > high):
-        return False
-    return True
-
-
-def _optional(rule, optional):
-    if not optional:
-        return rule
-
-    def check(value):
-        if value is None:
-            return None
-        problem = rule(value)
-        if problem is None or not problem.startswith("must"):
-            return problem
-        return f"{problem}, or None"
-
-    return check
-
-
-def _ranged(is_kind, noun, low, high, low_open, high_open, optional):
-    phrase = f"must be {noun} {_range_phrase(low, high, low_open, high_open)}".rstrip()
-
-    def check(value):
-        return None if is_kind(value) and _in_range(value, low, high, low_open, high_open) else phrase
-
-    return _optional(check, optional)
-
-
-def integer(low=None, high=None, optional=False):
-    """An int (not a bool) in ``[low, high]``; ``optional`` also allows ``None``."""
-    return _ranged(_is_int, "an integer", low, high, False, False, optional)
-
-
-def number(low=None, high=None, low_open=False, high_open=False, optional=False):
-    """A finite int or float (not a bool) in the range; ``*_open`` excludes the bound."""
-    return _ranged(_is_number, "a number", low, high, low_open, high_open, optional)
-
-
-def boolean(optional=False):
-    return _optional(lambda v: None if isinstance(v, bool) else "must be True or False", optional)
-
-
-def string(optional=False):
-    return _optional(lambda v: None if isinstance(v, str) and v else "must be a non-empty string", optional)
-
-
-def choice(*choices, optional=False, ignore_case=False):
-    allowed = " | ".join(str(c) for c in choices)
-    folded = {str(c).lower() for c in choices}
-
-    def check(value):
-        if ignore_case and isinstance(value, str) and value.lower() in folded:
-            return None
-        if not ignore_case and isinstance(value, (str, int, float)) and value in choices:
-            return None
-        return f"must be one of {allowed}"
-
-    return _optional(check, optional)
-
-
-def mapping(value_rule=None, optional=False):
-    def check(value):
-        if not isinstance(value, dict):
-            return "must be a mapping {name: value}"
-        if value_rule is not None:
-            for k, v in value.items():
-                problem = value_rule(v)
-                if problem is not None:
-                    return f"entry {k}={v!r} {problem}"
-        return None
-
-    return _optional(check, optional)
-
-
-def int_or_int_list(low=1):
-    phrase = f"must be an integer >= {low} or a non-empty list of them"
-
-    def check(value):
-        values = [value] if _is_int(value) else value
-        if isinstance(values, list) and values and all(_is_int(v) and v >= low for v in values):
-            return None
-        return phrase
-
-    return check
+from recbole_gtc.config.rules import (_is_int, _is_number, _optional, boolean, choice, int_or_int_list, integer,
+                                      mapping, number, string)
+from recbole_gtc.utils.errors import RecboleGTCError
+from recbole_gtc.utils.utils import _PLUGIN_MODELS, PROPERTIES_DIR, get_model
 
 
 def _metric_names():
-    from recbole.evaluator.register import metric_types
 
     return metric_types
 
@@ -281,30 +174,6 @@ COMMON_KEYS = {
         else "must name the three split files, train, valid and test, e.g. [train, valid, test]", True),
 }
 
-#: Keys named as in MMRec (https://github.com/enoche/MMRec) that its multi-modal
-#: baselines (VBPR, DRAGON, FREEDOM, LGMRec, ...) read: the ``config_rules`` of this
-#: package's baselines start from it.
-MMREC_KEYS = {
-    "embedding_size": integer(1),
-    "feat_embed_dim": integer(1),
-    "reg_weight": number(0),
-    "dropout": number(0, 1, high_open=True),
-    "knn_k": integer(1),
-    "mm_image_weight": number(0, 1),
-    "n_mm_layers": integer(0),
-    "n_ui_layers": integer(0),
-    "n_layers": integer(0),
-    "lambda_coeff": number(0, 1),
-    "cl_weight": number(0),
-    "n_hyper_layer": integer(1),
-    "hyper_num": integer(1),
-    "keep_rate": number(0, 1, low_open=True),
-    "alpha": number(0),
-    "user_graph_k": integer(1),
-    "knn_chunk_size": integer(1),
-    "graph_cache_dir": string(optional=True),
-}
-
 #: RecBole's models: name -> {key: rule} (this package's models carry theirs, ``config_rules``).
 SCHEMA = {
     "LightGCN": {"n_layers": integer(0), "reg_weight": number(0)},
@@ -320,14 +189,12 @@ _RECBOLE_CODE_KEYS = {
 }
 
 #: RecBole's distributed-training keys: set by the runner's flags (--nproc, --world_size, --ip,
-#: --port, --group_offset; :mod:`recbole_gtc.distributed`), never as configuration keys.
+#: --port, --group_offset; :mod:`recbole_gtc.quick_start.distributed`), never as configuration keys.
 UNSUPPORTED_KEYS = ("local_rank", "nproc", "ip", "port", "world_size", "offset", "group_offset")
 
 
 @lru_cache(maxsize=1)
 def _static_known_keys():
-    import recbole
-    from recbole.utils import argument_list
 
     keys = set(_RECBOLE_CODE_KEYS)
     for name in ("general_arguments", "training_arguments", "evaluation_arguments", "dataset_arguments"):
@@ -394,7 +261,6 @@ def check_values(values, model, keys=None):
 
 def _valid_metric_names(metrics, topk):
     names = _metric_names()
-    from recbole.utils import EvaluatorType
 
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     topk = [topk] if _is_int(topk) else list(topk)
@@ -422,7 +288,6 @@ def check_cross(values, model):
         missing = [values.get(f) for f in ("USER_ID_FIELD", "ITEM_ID_FIELD") if values.get(f) not in load_col["inter"]]
         if missing:
             raise RecboleGTCError(f"load_col={load_col!r}: inter must load the id field(s) {', '.join(missing)}")
-    from recbole.utils import InputType
 
     neg = values.get("train_neg_sample_args")
     if values.get("MODEL_INPUT_TYPE") == InputType.PAIRWISE and (
@@ -458,7 +323,7 @@ def check_against_dataset(config, dataset):
 
 
 #: What RecBole's own Config checks while it is built (it raises Python errors for bad
-#: values): checked first by :class:`~recbole_gtc.config.MMConfig` so they fail in this form.
+#: values): checked first by :class:`~recbole_gtc.config.configurator.MMConfig` so they fail in this form.
 RECBOLE_CHECKED_KEYS = ("metrics", "topk", "valid_metric", "eval_args", "train_neg_sample_args", "gpu_id")
 
 
@@ -466,7 +331,6 @@ def check_before_recbole(final_config_dict, external_config_dict, model):
     """The checks :class:`MMConfig` runs before RecBole's own (which raise Python errors)."""
     check_keys({k: v for k, v in external_config_dict.items() if k in UNSUPPORTED_KEYS}, ())
     check_values(final_config_dict, model, keys=RECBOLE_CHECKED_KEYS)
-    from recbole.utils import EvaluatorType
 
     metrics = final_config_dict.get("metrics")
     metrics = [metrics] if isinstance(metrics, str) else metrics
@@ -483,7 +347,7 @@ def validate_config(config):
     """Check a built config: unknown keys, every value against its rule (:func:`rules_for`), cross-key rules.
 
     Args:
-        config (recbole.config.Config): typically an :class:`~recbole_gtc.config.MMConfig`.
+        config (recbole.config.Config): typically an :class:`~recbole_gtc.config.configurator.MMConfig`.
 
     Raises:
         RecboleGTCError: ``unknown key '<key>' (did you mean '<known>'?)`` or

@@ -19,7 +19,7 @@ only at the input. At d = 64 this has 309,248 parameters.
 import torch
 import torch.nn as nn
 
-from recbole_gtc.model.diffusion import timestep_embedding
+from recbole_gtc.model.layers.diffusion import timestep_embedding
 
 
 class _DoubleLinear(nn.Module):

@@ -7,16 +7,20 @@ import time
 import warnings
 
 import numpy as np
+import recbole.trainer.trainer as recbole_trainer
 import torch
+import torch.distributed as dist
 from recbole.trainer import Trainer
 from recbole.utils import ModelType
 from recbole.utils import get_trainer as recbole_get_trainer
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.tensorboard import SummaryWriter
 
-from recbole_gtc.errors import RecboleGTCError
-from recbole_gtc.evaluation import PerUserRecorder
-from recbole_gtc.files import to_plain
-from recbole_gtc.run import atomic_save
-from recbole_gtc.utils import _PLUGIN_MODELS
+from recbole_gtc.evaluator.per_user import PerUserRecorder
+from recbole_gtc.trainer.run import atomic_save
+from recbole_gtc.utils.errors import RecboleGTCError
+from recbole_gtc.utils.files import to_plain
+from recbole_gtc.utils.utils import _PLUGIN_MODELS
 
 RESUME_FORMAT = 1
 
@@ -168,7 +172,6 @@ def _same_on_every_rank(valid_score, epoch_idx):
     """Every rank of a multi-process run evaluates every user with identical weights, so the
     validation scores, and with them early stopping, must agree; a rank that stopped alone
     would leave the others waiting in the next gradient exchange."""
-    import torch.distributed as dist
 
     scores = [None] * dist.get_world_size()
     dist.all_gather_object(scores, float(valid_score))
@@ -229,8 +232,6 @@ def _ddp_for(config):
     if config["single_spec"]:
         yield
         return
-    import recbole.trainer.trainer as recbole_trainer
-    from torch.nn.parallel import DistributedDataParallel
 
     def ddp(module, device_ids=None):
         cpu = config["device"].type == "cpu"
@@ -252,8 +253,6 @@ def _ddp_for(config):
 def _tensorboard_under(folder):
     # RecBole's Trainer.__init__ opens a SummaryWriter in ./log_tensorboard/<log file name>;
     # point it at the run's folder instead, so runs never share or pile up event files.
-    import recbole.trainer.trainer as recbole_trainer
-    from torch.utils.tensorboard import SummaryWriter
 
     original = recbole_trainer.get_tensorboard
     recbole_trainer.get_tensorboard = lambda logger: SummaryWriter(folder)

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from recbole_gtc.files import atomic_write
-from recbole_gtc.model.bipartite import binary_matrix
+from recbole_gtc.model.layers.bipartite import binary_matrix
+from recbole_gtc.utils.files import atomic_write
 
 
 def _source_digest():

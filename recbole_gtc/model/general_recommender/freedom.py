@@ -18,10 +18,11 @@ for any number M of modalities.
 import torch
 import torch.nn as nn
 
-from recbole_gtc.model.bipartite import normalized_bipartite_adjacency
-from recbole_gtc.model.graphs import epoch_generator
-from recbole_gtc.model.mm_base import MultiModalRecommender, bpr_loss, lightgcn_mean, power_propagate
-from recbole_gtc.validation import MMREC_KEYS, boolean
+from recbole_gtc.config.rules import boolean
+from recbole_gtc.model.abstract_recommender import (MMREC_KEYS, MultiModalRecommender, bpr_loss, lightgcn_mean,
+                                                    power_propagate)
+from recbole_gtc.model.layers.bipartite import normalized_bipartite_adjacency
+from recbole_gtc.model.layers.graphs import epoch_generator
 
 
 def degree_sensitive_values(users, items, n_users, n_items):

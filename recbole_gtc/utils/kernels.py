@@ -17,7 +17,7 @@ import os
 import platform
 import sys
 
-from recbole_gtc.errors import RecboleGTCError
+from recbole_gtc.utils.errors import RecboleGTCError
 
 SWITCH = "RECBOLE_GTC_CPU_KERNELS"
 CHOICES = ("native", "avx2")

@@ -29,10 +29,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from recbole.model.loss import EmbLoss
 
-from recbole_gtc.model.bipartite import normalized_bipartite_adjacency
-from recbole_gtc.model.mm_base import (MultiModalRecommender, bpr_loss, lightgcn_mean, power_propagate,
-                                       sparse_from_scipy)
-from recbole_gtc.validation import MMREC_KEYS, choice, integer, number
+from recbole_gtc.config.rules import choice, integer, number
+from recbole_gtc.model.abstract_recommender import (MMREC_KEYS, MultiModalRecommender, bpr_loss, lightgcn_mean,
+                                                    power_propagate, sparse_from_scipy)
+from recbole_gtc.model.layers.bipartite import normalized_bipartite_adjacency
 
 
 def gumbel_softmax(logits, tau, generator=None):

@@ -1,6 +1,6 @@
 """DRAGON: Enhancing Dyadic Relations with Homogeneous Graphs for Multimodal Recommendation
 (Zhou, Zhou, Zhang, Liu, Miao; ECAI 2023), as computed by MMRec's released ``dragon.py``,
-for any number M of modalities. DRAGON is GTC's backbone: :class:`~recbole_gtc.model.gtc.GTC`
+for any number M of modalities. DRAGON is GTC's backbone: :class:`~recbole_gtc.model.general_recommender.gtc.GTC`
 derives from this class and changes its item views (an ID view, a diffusion filter, a gate)
 and the item-graph step, and adds its losses.
 
@@ -23,11 +23,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from recbole_gtc.model.bipartite import normalized_bipartite_adjacency, propagate
-from recbole_gtc.model.graphs import epoch_generator, user_user_graph
-from recbole_gtc.model.mm_base import MultiModalRecommender, bpr_loss, power_propagate
-from recbole_gtc.model.sparse import NeighbourProduct, to_csr
-from recbole_gtc.validation import MMREC_KEYS
+from recbole_gtc.model.abstract_recommender import MMREC_KEYS, MultiModalRecommender, bpr_loss, power_propagate
+from recbole_gtc.model.layers.bipartite import normalized_bipartite_adjacency, propagate
+from recbole_gtc.model.layers.graphs import epoch_generator, user_user_graph
+from recbole_gtc.model.layers.sparse import NeighbourProduct, to_csr
 
 _LN2 = math.log(2.0)
 
@@ -90,7 +89,7 @@ class DRAGON(MultiModalRecommender):
     def _build_graphs(self, dataset, feats):
         """User-item, item-item and user-user graphs from the TRAINING split and the raw features."""
         users, items = self.training_pairs(dataset)
-        # CSR, symmetric: it is its own transpose in the backward (recbole_gtc/model/sparse.py).
+        # CSR, symmetric: it is its own transpose in the backward (recbole_gtc/model/layers/sparse.py).
         self.register_buffer(
             "norm_adj", to_csr(normalized_bipartite_adjacency(users, items, self.n_users, self.n_items)),
             persistent=False,
