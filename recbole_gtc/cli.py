@@ -68,7 +68,6 @@ _WORDED_DEFAULTS = {
 def _yaml_layers():
     """The YAML defaults COMMON_KEYS names: layer -> {key: value} (empty when unreadable)."""
 
-
     files = {
         "overall": os.path.join(PROPERTIES_DIR, "overall.yaml"),
         "GTC": os.path.join(PROPERTIES_DIR, "model", "GTC.yaml"),
@@ -139,8 +138,6 @@ or python run_recbole_gtc.py; every mode takes --KEY=VALUE overrides (listed at 
 
 def _model_help():
     """Every model --model accepts: this package's, then RecBole's general recommenders."""
-
-
 
     recbole_models = sorted(
         (name for name, cls in vars(general).items()
@@ -258,8 +255,6 @@ def main(argv=None):
 
 
 def _main(args, overrides):
-
-
     settings = distributed_settings(args.nproc, args.world_size, args.ip, args.port, args.group_offset)
     if args.seeds is not None or args.tune or args.results_dir is not None or args.report_only:
         if settings is not None:
@@ -302,7 +297,6 @@ def _main(args, overrides):
 
 
 def _study(args, overrides):
-
     if args.resume is not None:
         raise RecboleGTCError("--resume and --seeds: a study continues by itself; run the same command again")
     if (args.hyper_dir is not None or args.tune_algo != "exhaustive" or args.max_evals is not None) and not args.tune:

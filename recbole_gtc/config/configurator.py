@@ -88,7 +88,6 @@ class MMConfig(Config):
     # (ValueError, TypeError, NotImplementedError, ...) for bad ones. The keys it checks are
     # validated first (recbole_gtc.config.validation), and whatever it still raises becomes one line.
     def _set_default_parameters(self):
-
         check_before_recbole(self.final_config_dict, self.external_config_dict, self.model)
         _one_line_errors(super()._set_default_parameters)
 

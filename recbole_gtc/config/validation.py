@@ -42,13 +42,8 @@ from recbole_gtc.utils.errors import RecboleGTCError
 from recbole_gtc.utils.utils import _PLUGIN_MODELS, PROPERTIES_DIR, get_model
 
 
-def _metric_names():
-
-    return metric_types
-
-
 def metrics_rule(value):
-    names = _metric_names()
+    names = metric_types
     values = [value] if isinstance(value, str) else value
     if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
         return "must be a metric name or a non-empty list of them (e.g. [Recall, NDCG])"
@@ -195,7 +190,6 @@ UNSUPPORTED_KEYS = ("local_rank", "nproc", "ip", "port", "world_size", "offset",
 
 @lru_cache(maxsize=1)
 def _static_known_keys():
-
     keys = set(_RECBOLE_CODE_KEYS)
     for name in ("general_arguments", "training_arguments", "evaluation_arguments", "dataset_arguments"):
         keys.update(getattr(argument_list, name))
@@ -260,7 +254,7 @@ def check_values(values, model, keys=None):
 
 
 def _valid_metric_names(metrics, topk):
-    names = _metric_names()
+    names = metric_types
 
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     topk = [topk] if _is_int(topk) else list(topk)
@@ -334,7 +328,7 @@ def check_before_recbole(final_config_dict, external_config_dict, model):
 
     metrics = final_config_dict.get("metrics")
     metrics = [metrics] if isinstance(metrics, str) else metrics
-    if metrics and _metric_names().get(metrics[0].lower()) == EvaluatorType.VALUE:
+    if metrics and metric_types.get(metrics[0].lower()) == EvaluatorType.VALUE:
         modes = final_config_dict["eval_args"].get("mode", "full")
         if "full" in (modes.values() if isinstance(modes, dict) else [modes]):
             raise RecboleGTCError(

@@ -98,7 +98,6 @@ def run_distributed(model, dataset, settings, config_file_list=None, cmd_args=No
             a rank that failed (its last error line).
     """
 
-
     load_config(model, dataset, config_file_list, cmd_args=cmd_args)  # errors before any process starts
     context = mp.get_context("spawn")
     queue = context.SimpleQueue()
@@ -135,8 +134,6 @@ def _rank_main(local_rank, model, dataset, config_file_list, cmd_args, saved, se
 
 
 def _rank_train(local_rank, model, dataset, config_file_list, cmd_args, saved, settings, queue):
-
-
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // settings["nproc"]))
     config = quick_start.load_config(model, dataset, config_file_list, cmd_args=cmd_args,

@@ -70,7 +70,6 @@ def main(argv=None):
         print(f"{parser.prog}: error: --topk must be a positive integer, got {args.topk}", file=sys.stderr)
         return 2
 
-
     try:
         users = parse_users(args.users)
         with quiet_library_warnings(), _quiet_info_logs():
@@ -210,7 +209,6 @@ def load_data(checkpoint, data_path=None):
         (pointed at the dataset found) and the training split the model was trained on.
     """
 
-
     path = checkpoint_file(checkpoint)
     state = load_checkpoint(path)
     config = state["config"]
@@ -232,7 +230,6 @@ def build_model(path, state, config, train_dataset):
 
     Arguments as returned by :func:`load_data`.
     """
-
 
     if config["graph_cache_dir"]:
         try:  # the run's cache folder may be gone or read-only here: then graphs are built in memory

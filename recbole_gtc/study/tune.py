@@ -303,7 +303,6 @@ def cache_key(params_text, model, label, config_dict, cmd_args, config_files, da
     configuration after the whole cascade, :func:`recbole_gtc.trainer.run.config_items`, so a changed
     package or model default searches again), with the library versions."""
 
-
     files = []
     for path in config_files or []:
         path = expand_path(path)

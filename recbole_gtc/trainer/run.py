@@ -127,7 +127,6 @@ def fingerprint(config):
     data; ``--resume`` continues only a run with the same fingerprint.
     """
 
-
     folder = config["data_path"]  # RecBole's Config has joined the dataset name onto it
     payload = {
         "config": config_items(config),
