@@ -12,6 +12,8 @@ import os
 import pytest
 
 from recbole_gtc.prepare.synthetic import build_synthetic
+from recbole_gtc.quick_start import quick_start
+from recbole_gtc.study import compare, tune
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -55,3 +57,16 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
     build_synthetic("tiny", preset="tiny", out_dir=str(root / "tiny"), quiet=True)
     return str(root)
+
+
+@pytest.fixture
+def replace_runner(monkeypatch):
+    """``replace(name, value)``: replace quick_start's ``run_recbole_gtc`` or ``load_config``
+    where studies call it (quick_start itself, the comparison loop and the search), for the test."""
+
+    def replace(name, value):
+        for module in (quick_start, compare, tune):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, value)
+
+    return replace

@@ -87,7 +87,8 @@ def _individual(model, seed, tiny, tmp_path):
     return run_recbole_gtc(model, "tiny", config=config)["test_result"]
 
 
-def test_study_tables_equal_the_individual_runs_and_the_cache_skips_them(tmp_path, tiny, monkeypatch, capsys):
+def test_study_tables_equal_the_individual_runs_and_the_cache_skips_them(tmp_path, tiny, monkeypatch, capsys,
+                                                                          replace_runner):
     results = tmp_path / "results"
     code = main(["--model=BPR,LightGCN[n_layers=1]", "--dataset=tiny", "--seeds=5,6",
                  f"--results_dir={results}"] + _args(tiny, tmp_path))
@@ -125,7 +126,7 @@ def test_study_tables_equal_the_individual_runs_and_the_cache_skips_them(tmp_pat
     def no_training(*args, **kwargs):
         raise AssertionError("a cached run was trained again")
 
-    monkeypatch.setattr("recbole_gtc.quick_start.quick_start.run_recbole_gtc", no_training)
+    replace_runner("run_recbole_gtc", no_training)
     assert main(["--model=BPR,LightGCN[n_layers=1]", "--dataset=tiny", "--seeds=5,6",
                  f"--results_dir={results}"] + _args(tiny, tmp_path)) == 0
     assert capsys.readouterr().err.count("done before") == 4
@@ -145,7 +146,7 @@ def test_study_tables_equal_the_individual_runs_and_the_cache_skips_them(tmp_pat
              + _args(tiny, tmp_path))
 
 
-def test_an_interrupted_study_continues_to_the_uninterrupted_numbers(tmp_path, tiny, monkeypatch):
+def test_an_interrupted_study_continues_to_the_uninterrupted_numbers(tmp_path, tiny, monkeypatch, replace_runner):
     from recbole_gtc.trainer.trainer import MMTrainer
 
     args = _args(tiny, tmp_path, epochs=4) + ["--stopping_step=100"]
@@ -173,7 +174,7 @@ def test_an_interrupted_study_continues_to_the_uninterrupted_numbers(tmp_path, t
         calls.append(kw.get("resume"))
         return real_run(model, *a, **kw)
 
-    monkeypatch.setattr(quick_start, "run_recbole_gtc", counting)
+    replace_runner("run_recbole_gtc", counting)
     again = compare_module.run_study("BPR,GTC", "tiny", "3", cmd_args=args, results_dir=str(tmp_path / "k"))
     # BPR seed 999 came from the cache, GTC seed 999 continued its run, the other 4 trained anew.
     assert len(calls) == 5 and calls[0] is not None and calls[1:] == [None] * 4
@@ -184,11 +185,11 @@ def test_an_interrupted_study_continues_to_the_uninterrupted_numbers(tmp_path, t
         assert np.array_equal(a["per_user"]["recall@20"], b["per_user"]["recall@20"])
 
 
-def test_study_errors_come_before_any_training(tmp_path, tiny, capsys, monkeypatch):
+def test_study_errors_come_before_any_training(tmp_path, tiny, capsys, monkeypatch, replace_runner):
     def no_training(*args, **kwargs):
         raise AssertionError("trained before checking")
 
-    monkeypatch.setattr("recbole_gtc.quick_start.quick_start.run_recbole_gtc", no_training)
+    replace_runner("run_recbole_gtc", no_training)
     results = f"--results_dir={tmp_path / 'r'}"
     for extra, message in (
         (["--model=BPR,GTC[no_such_key=1]", "--seeds=2", results], "no_such_key"),

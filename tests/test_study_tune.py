@@ -174,9 +174,9 @@ def test_best_params_are_the_validation_argmax_and_test_is_never_evaluated(tiny,
 
 # --------------------------------------------------------------------------- bookkeeping (fake runs)
 
-def test_cache_returns_without_training_and_a_changed_grid_reruns(tiny, tmp_path, monkeypatch, capsys):
+def test_cache_returns_without_training_and_a_changed_grid_reruns(tiny, tmp_path, monkeypatch, capsys, replace_runner):
     fake = FakeRuns({0.1: 0.3, 0.2: 0.5, 0.3: 0.4})
-    monkeypatch.setattr(quick_start, "run_recbole_gtc", fake)
+    replace_runner("run_recbole_gtc", fake)
     params_file = _grid(tmp_path, "learning_rate choice [0.1, 0.2]\n")
     kwargs = dict(config_dict=_common(tiny, tmp_path), params_file=params_file, out_dir=str(tmp_path / "out"))
     first = tune("BPR", "BPR", "tiny", **kwargs)
@@ -202,13 +202,13 @@ def test_cache_returns_without_training_and_a_changed_grid_reruns(tiny, tmp_path
         assert [row["valid_recall@20"] for row in csv.DictReader(f)] == ["0.3", "0.5", "0.4"]
 
 
-def test_a_changed_dataset_is_searched_again(tiny, tmp_path, monkeypatch):
+def test_a_changed_dataset_is_searched_again(tiny, tmp_path, monkeypatch, replace_runner):
     import shutil
 
     data = tmp_path / "data"
     shutil.copytree(os.path.join(tiny, "tiny"), data / "tiny")
     fake = FakeRuns({0.1: 0.3, 0.2: 0.5})
-    monkeypatch.setattr(quick_start, "run_recbole_gtc", fake)
+    replace_runner("run_recbole_gtc", fake)
     kwargs = dict(config_dict=dict(_common(tiny, tmp_path), data_path=str(data)),
                   params_file=_grid(tmp_path, "learning_rate choice [0.1, 0.2]\n"), out_dir=str(tmp_path / "out"))
     assert not tune("BPR", "BPR", "tiny", **kwargs)["cached"]
@@ -219,9 +219,9 @@ def test_a_changed_dataset_is_searched_again(tiny, tmp_path, monkeypatch):
     assert not tune("BPR", "BPR", "tiny", **kwargs)["cached"] and len(fake.calls) == 4
 
 
-def test_exhaustive_walks_the_grid_in_file_order_once(tiny, tmp_path, monkeypatch):
+def test_exhaustive_walks_the_grid_in_file_order_once(tiny, tmp_path, monkeypatch, replace_runner):
     fake = FakeRuns({0.1: 0.3, 0.2: 0.5})
-    monkeypatch.setattr(quick_start, "run_recbole_gtc", fake)
+    replace_runner("run_recbole_gtc", fake)
     params_file = _grid(tmp_path, "learning_rate choice [0.1, 0.2]\nreg_weight choice [0.3, 0.1, 0.2]\n")
     kwargs = dict(config_dict=_common(tiny, tmp_path), params_file=params_file, out_dir=str(tmp_path / "out"))
     result = tune("LightGCN", "LightGCN", "tiny", early_stop=None, **kwargs)
@@ -280,9 +280,10 @@ def test_random_settings_with_a_continuous_line(tmp_path, monkeypatch):
     assert sorted((s["n_layers"], s["dropout"]) for s in drawn) == [(1, 0.1), (1, 0.2), (2, 0.1), (2, 0.2)]
 
 
-def test_random_search_trains_distinct_settings_reproducibly(tiny, tmp_path, monkeypatch, capsys):
+def test_random_search_trains_distinct_settings_reproducibly(tiny, tmp_path, monkeypatch, capsys,
+                                                            replace_runner):
     fake = FakeRuns({0.1: 0.3, 0.2: 0.5, 0.3: 0.1})
-    monkeypatch.setattr(quick_start, "run_recbole_gtc", fake)
+    replace_runner("run_recbole_gtc", fake)
     params_file = _grid(tmp_path, "learning_rate choice [0.1, 0.2, 0.3]\nreg_weight choice [0.01, 0.02, 0.03]\n")
     kwargs = dict(params_file=params_file, algo="random", max_evals=8, early_stop=None)
     common = _common(tiny, tmp_path)
@@ -310,9 +311,9 @@ def test_random_search_trains_distinct_settings_reproducibly(tiny, tmp_path, mon
     assert "trial 9/9 " in err
 
 
-def test_bayes_runs_hyperopts_tpe_through_fmin_seeded(tiny, tmp_path, monkeypatch):
+def test_bayes_runs_hyperopts_tpe_through_fmin_seeded(tiny, tmp_path, monkeypatch, replace_runner):
     fake = FakeRuns({0.1: 0.3, 0.2: 0.5, 0.3: 0.1})
-    monkeypatch.setattr(quick_start, "run_recbole_gtc", fake)
+    replace_runner("run_recbole_gtc", fake)
     calls = []
 
     def spy(fn, space, **kwargs):
@@ -348,11 +349,11 @@ def test_best_trial_argmax_rules():
 # --------------------------------------------------------------------------- refused grids
 
 @pytest.fixture
-def never_trains(monkeypatch):
+def never_trains(monkeypatch, replace_runner):
     def refuse(*args, **kwargs):
         raise AssertionError("trained although the search is refused")
 
-    monkeypatch.setattr(quick_start, "run_recbole_gtc", refuse)
+    replace_runner("run_recbole_gtc", refuse)
 
 
 def test_missing_params_file(tmp_path, never_trains):
@@ -392,9 +393,9 @@ def test_unknown_key_or_bad_value_in_the_grid_is_refused_before_training(tiny, t
              out_dir=str(tmp_path))
 
 
-def test_a_spec_override_beats_the_users_key_as_in_the_comparison(tiny, tmp_path, monkeypatch):
+def test_a_spec_override_beats_the_users_key_as_in_the_comparison(tiny, tmp_path, monkeypatch, replace_runner):
     fake = FakeRuns({0.1: 0.3, 0.2: 0.5})
-    monkeypatch.setattr(quick_start, "run_recbole_gtc", fake)
+    replace_runner("run_recbole_gtc", fake)
     # the spec BPR[reg_weight=0.5] with the user's --reg_weight=0.01: the spec's value is searched
     tune("BPR[reg_weight=0.5]", "BPR", "tiny", config_dict=dict(_common(tiny, tmp_path), reg_weight=0.5),
          cmd_args=["--reg_weight=0.01"], params_file=_grid(tmp_path, "learning_rate choice [0.1, 0.2]\n"),
@@ -402,9 +403,9 @@ def test_a_spec_override_beats_the_users_key_as_in_the_comparison(tiny, tmp_path
     assert [call["reg_weight"] for call in fake.calls] == [0.5, 0.5]
 
 
-def test_a_changed_package_default_is_searched_again(tiny, tmp_path, monkeypatch):
+def test_a_changed_package_default_is_searched_again(tiny, tmp_path, monkeypatch, replace_runner):
     fake = FakeRuns({0.1: 0.3, 0.2: 0.5})
-    monkeypatch.setattr(quick_start, "run_recbole_gtc", fake)
+    replace_runner("run_recbole_gtc", fake)
     kwargs = dict(config_dict=_common(tiny, tmp_path), params_file=_grid(tmp_path, "learning_rate choice [0.1, 0.2]\n"),
                   out_dir=str(tmp_path / "out"))
     assert not tune("BPR", "BPR", "tiny", **kwargs)["cached"]
@@ -415,5 +416,5 @@ def test_a_changed_package_default_is_searched_again(tiny, tmp_path, monkeypatch
         config["stopping_step"] = 7
         return config
 
-    monkeypatch.setattr(quick_start, "load_config", other_default)
+    replace_runner("load_config", other_default)
     assert not tune("BPR", "BPR", "tiny", **kwargs)["cached"] and len(fake.calls) == 4
