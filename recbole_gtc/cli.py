@@ -237,7 +237,7 @@ def parse_args(argv):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    from recbole_gtc.errors import RecboleGTCError
+    from recbole_gtc.errors import Interrupted, RecboleGTCError
 
     if "--recommend" in argv:  # top-K items from a trained checkpoint (recbole_gtc.recommend)
         from recbole_gtc.recommend import main as recommend_main
@@ -251,6 +251,11 @@ def main(argv=None):
     except RecboleGTCError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:  # Interrupted says what was kept and how to continue
+        message = str(exc) if isinstance(exc, Interrupted) else \
+            "interrupted (Ctrl-C) before a run started training: nothing to resume"
+        print(f"error: {message}", file=sys.stderr)
+        return 130
 
 
 def _main(args, overrides):
@@ -321,7 +326,10 @@ def _study(args, overrides):
     report = outcome["report"]
     print(report["markdown"])
     print(f"\nwritten: {report['md']}, {report['csv']}, {report['runs_csv']}, {report['png']}", flush=True)
-    return 0
+    for failure in outcome["failures"]:
+        print(f"warning: {failure['label']} seed {failure['seed']} failed: {failure['error']}", file=sys.stderr)
+    # 1: the report is written but leaves runs out (2 is kept for "nothing was done")
+    return 1 if outcome["failures"] else 0
 
 
 if __name__ == "__main__":
