@@ -28,7 +28,7 @@ from recbole_gtc.quick_start.recommend import main as recommend_main
 from recbole_gtc.study.compare import run_study
 from recbole_gtc.trainer.run import RUN_FILE
 from recbole_gtc.utils.compat import quiet_library_warnings
-from recbole_gtc.utils.errors import RecboleGTCError
+from recbole_gtc.utils.errors import Interrupted, RecboleGTCError
 from recbole_gtc.utils.utils import _PLUGIN_MODELS, PROPERTIES_DIR, get_model
 
 #: Overrides listed by ``--help``: key, where its default comes from (``overall``: the
@@ -252,6 +252,11 @@ def main(argv=None):
     except RecboleGTCError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:  # Interrupted says what was kept and how to continue
+        message = str(exc) if isinstance(exc, Interrupted) else \
+            "interrupted (Ctrl-C) before a run started training: nothing to resume"
+        print(f"error: {message}", file=sys.stderr)
+        return 130
 
 
 def _main(args, overrides):
@@ -311,7 +316,10 @@ def _study(args, overrides):
     report = outcome["report"]
     print(report["markdown"])
     print(f"\nwritten: {report['md']}, {report['csv']}, {report['runs_csv']}, {report['png']}", flush=True)
-    return 0
+    for failure in outcome["failures"]:
+        print(f"warning: {failure['label']} seed {failure['seed']} failed: {failure['error']}", file=sys.stderr)
+    # 1: the report is written but leaves runs out (2 is kept for "nothing was done")
+    return 1 if outcome["failures"] else 0
 
 
 if __name__ == "__main__":

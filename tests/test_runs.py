@@ -1,6 +1,7 @@
 """Runs own their files: concurrent runs never mix, checkpoints are atomic, a killed run
 resumes to the same numbers, the best checkpoint is the whole best epoch, outputs are tidy."""
 
+import errno
 import glob
 import json
 import os
@@ -15,8 +16,8 @@ import pytest
 import torch
 
 from recbole_gtc.quick_start.quick_start import load_config, run_recbole_gtc
-from recbole_gtc.trainer.run import atomic_save
 from recbole_gtc.utils.errors import RecboleGTCError
+from recbole_gtc.utils.files import atomic_save
 from recbole_gtc.utils.utils import REPO_ROOT
 
 RUNNER = os.path.join(REPO_ROOT, "run_recbole_gtc.py")
@@ -64,17 +65,30 @@ def test_concurrent_runs_in_one_folder_report_what_they_report_alone(tmp_path, t
 
 
 def test_atomic_save_never_leaves_a_partial_file(tmp_path, monkeypatch):
+    from recbole_gtc.utils.errors import DiskFullError, WriteError
+
     path = str(tmp_path / "best.pth")
     atomic_save({"x": torch.arange(3)}, path)
     real_save = torch.save
 
     def dying_save(obj, f, **kwargs):
-        with open(f, "wb") as handle:
-            handle.write(b"partial")
-        raise OSError("disk full")
+        f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(torch, "save", dying_save)
-    with pytest.raises(OSError):
+    with pytest.raises(DiskFullError, match=f"^{tmp_path}: no space left on device \\(writing best.pth\\)$"):
+        atomic_save({"x": torch.arange(5)}, path)
+    def torch_like(obj, f, **kwargs):  # what torch raises when the file object's write fails
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 66048 vs 65940")
+
+    monkeypatch.setattr(torch, "save", torch_like)
+    with pytest.raises(DiskFullError, match="no space left on device"):
+        atomic_save({"x": torch.arange(5)}, path)
+    monkeypatch.setattr(torch, "save", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.EROFS, "Read-only")))
+    with pytest.raises(WriteError, match="best.pth: cannot write \\(Read-only\\)"):
         atomic_save({"x": torch.arange(5)}, path)
     monkeypatch.setattr(torch, "save", real_save)
     assert torch.equal(torch.load(path, weights_only=True)["x"], torch.arange(3))
@@ -188,7 +202,7 @@ def test_failed_run_removes_its_checkpoints_and_saved_false_keeps_none(tmp_path,
     result = run_recbole_gtc("BPR", "tiny", config_dict=overrides, saved=False)
     assert os.listdir(result["run_dir"]) and not glob.glob(os.path.join(result["run_dir"], "*.pth"))
 
-    from recbole_gtc.trainer import trainer as trainer_module
+    from recbole_gtc.trainer.trainer import trainer as trainer_module
 
     def broken_epoch(self, *args, **kwargs):
         if self.train_loss_dict:  # the second epoch fails, after a best checkpoint exists
@@ -298,7 +312,9 @@ def test_a_run_without_best_checkpoint_is_never_resumed_as_one_with(tiny, tmp_pa
 
     config = load_config("BPR", "tiny", config_dict={"data_path": tiny, "checkpoint_dir": str(tmp_path)})
     trial = Run.start(config, saved=False)
-    open(trial.resume_checkpoint, "wb").close()  # killed after an epoch
+    open(trial.resume_checkpoint, "wb").close()  # an epoch saved
+    assert resumable_run(config, saved=False) is None  # its owner still holds it
+    trial.release()  # killed: the operating system releases the lock
     assert resumable_run(config, saved=True) is None
     assert resumable_run(config, saved=False) == trial.dir
     with pytest.raises(RecboleGTCError, match="started with --saved=False"):

@@ -10,6 +10,8 @@ import numpy as np
 
 from recbole_gtc.utils.errors import RecboleGTCError
 
+#: The largest magnitude of the dtype the models use for features (float32).
+MODEL_FLOAT_MAX = float(np.finfo(np.float32).max)
 _FINITE_CHECK_ROWS = 4096  # rows checked for NaN/inf at a time: bounded memory on memory-mapped files
 
 
@@ -19,7 +21,8 @@ def first_line(exc):
 
 
 def load_feature_matrix(path, error=RecboleGTCError):
-    """Open ``path`` memory-mapped and check it: present, a readable ``.npy``, 2-D, float, finite.
+    """Open ``path`` memory-mapped and check it: present, a readable ``.npy``, 2-D, float, finite
+    in float32 (the dtype the models use; a float64 value beyond float32's range is refused).
 
     Args:
         path (str or os.PathLike): the ``.npy`` file.
@@ -38,9 +41,17 @@ def load_feature_matrix(path, error=RecboleGTCError):
         raise error(f"{path}: feature matrix must be 2-D (items x dims), got shape {feat.shape}")
     if feat.dtype.kind != "f":
         raise error(f"{path}: feature matrix must be floating point, got dtype {feat.dtype}")
+    wider = np.finfo(feat.dtype).max > MODEL_FLOAT_MAX  # float64: finite values may overflow float32
     for start in range(0, feat.shape[0], _FINITE_CHECK_ROWS):
         block = np.asarray(feat[start:start + _FINITE_CHECK_ROWS])
         if not np.isfinite(block).all():
             row = start + int(np.argwhere(~np.isfinite(block))[0, 0])
             raise error(f"{path}: feature matrix has NaN or inf values (first in row {row})")
+        if wider:
+            # The models read features as float32: check the values in that dtype, not the file's.
+            too_large = np.abs(block) > MODEL_FLOAT_MAX
+            if too_large.any():
+                row, col = (int(x) for x in np.argwhere(too_large)[0])
+                raise error(f"{path}: value {block[row, col]:.3g} in row {start + row} overflows float32, the dtype "
+                            f"the models use (largest finite float32: {MODEL_FLOAT_MAX:.3g}); rescale the features")
     return feat

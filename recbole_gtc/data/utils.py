@@ -15,6 +15,7 @@ from recbole_gtc.data.atomic import check_dataset_folder
 from recbole_gtc.data.dataset import MultiModalDataset
 from recbole_gtc.data.features import first_line, load_feature_matrix
 from recbole_gtc.data.sampler import MMRecSampler
+from recbole_gtc.data.splits import check_splits
 from recbole_gtc.utils.errors import RecboleGTCError
 from recbole_gtc.utils.utils import BUNDLED_DATASETS, MMREC_DATASETS
 
@@ -140,10 +141,14 @@ def data_preparation(config, dataset):
     """Split by the dataset's benchmark files and build train/valid/test dataloaders.
 
     Mirrors :func:`recbole.data.utils.data_preparation` for general recommenders, with
-    :func:`create_samplers` choosing the evaluation protocol.
+    :func:`create_samplers` choosing the evaluation protocol, after the splits' checks
+    (:func:`recbole_gtc.data.splits.check_splits`).
     """
     check_model_type(config["model"], config["MODEL_TYPE"])
-    built_datasets = dataset.build()
+    # What `prepare mmrec` checks, on the splits RecBole built (recbole_gtc.data.splits): leaked
+    # pairs, empty splits and users with every item refused; users without training rows left
+    # out of evaluation; all before a sampler, a model or an epoch exists.
+    built_datasets = check_splits(config, dataset, dataset.build())
     train_dataset, valid_dataset, test_dataset = built_datasets
     train_sampler, valid_sampler, test_sampler = create_samplers(config, dataset, built_datasets)
     train_data = get_dataloader(config, "train")(config, train_dataset, train_sampler, shuffle=config["shuffle"])

@@ -9,7 +9,7 @@ import os
 import shlex
 import sys
 
-from recbole_gtc.prepare.mmrec import BUILD_SEED, import_mmrec
+from recbole_gtc.prepare.mmrec import BUILD_SEED, check_dataset_name, import_mmrec
 from recbole_gtc.prepare.movielens import DEFAULT_SEED
 from recbole_gtc.prepare.movielens import NAME as MOVIELENS_NAME
 from recbole_gtc.prepare.movielens import build_movielens
@@ -66,6 +66,8 @@ def _parser():
 
 def _run(args, argv):
     """Write the dataset; returns its name and the folder written."""
+    if getattr(args, "dataset", None) is not None:
+        check_dataset_name(args.dataset)
     if args.command == "mmrec":
         command = "python -m recbole_gtc.prepare " + shlex.join(argv)
         stats = import_mmrec(args.src_dir, args.dataset, out_dir=args.out, provenance=[f"Written by: {command}"],
@@ -105,6 +107,10 @@ def main(argv=None):
     except RecboleGTCError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # every command writes its folder under a temporary name and renames it when complete
+        print("error: interrupted (Ctrl-C): no dataset was written; run the command again", file=sys.stderr)
+        return 130
     print(train_command(name, out_dir))
     return 0
 

@@ -246,6 +246,16 @@ def _write_yaml(path, modalities, provenance):
     path.write_text("\n".join(lines) + "\n")
 
 
+def check_dataset_name(name):
+    """``name`` names the dataset's folder and its files (``NAME.train.inter``, ...): a plain
+    name, not a path (``a/b`` would write into a folder ``a`` that does not exist)."""
+    text = str(name)
+    separators = [sep for sep in (os.sep, os.altsep) if sep]
+    if not text.strip() or text in (".", "..") or any(sep in text for sep in separators) or "\0" in text:
+        raise DatasetImportError(f"--dataset={text!r}: must be a dataset name (a folder and file name, no '/'); "
+                                 f"choose where the dataset is written with --out DIR")
+
+
 def check_output_folder(out, force=False):
     """Refuse to write a dataset where one would be overwritten or merged: ``out`` must be
     absent or empty unless ``force`` (which replaces it, never merges); a file in the way,
@@ -257,6 +267,7 @@ def builder_outputs(name, out_dir=None, keep_raw=None, force=False):
     """A builder's output folder (default ``./dataset/<name>``) and optional raw MMRec folder,
     both checked by :func:`check_output_folder` before any work; a raw folder that may be
     replaced is emptied. Returns ``(out_dir, keep_raw)`` with paths expanded."""
+    check_dataset_name(name)
     out_dir = expand_path(out_dir) if out_dir is not None else os.path.join(os.getcwd(), "dataset", name)
     check_output_folder(Path(out_dir), force)
     if keep_raw is not None:
@@ -308,6 +319,7 @@ def import_mmrec(src_dir, name, out_dir=None, modalities=None, known_stats=True,
     ``drop_leaked``: then each such pair is kept only in its earliest split (train, then
     valid) and the removal is reported. Either way no evaluation pair stays in training.
     """
+    check_dataset_name(name)
     src = Path(expand_path(src_dir))
     modalities = dict(modalities or DEFAULT_MODALITIES)
     out = Path(expand_path(out_dir)) if out_dir is not None else Path.cwd() / "dataset" / name

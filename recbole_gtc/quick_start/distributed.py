@@ -125,6 +125,11 @@ def _last_error_line(text):
     return last.split("RecboleGTCError: ", 1)[-1]
 
 
+def _first_line(exc):
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _rank_main(local_rank, model, dataset, config_file_list, cmd_args, saved, settings, queue):
     """One rank: its configuration (which joins the process group), the shared run folder,
     training and test; global rank 0 reports the result."""
@@ -149,9 +154,10 @@ def _rank_train(local_rank, model, dataset, config_file_list, cmd_args, saved, s
             run = Run.join(run_dir[0], fingerprint(config))
         result = quick_start._train_and_test(config, run, saved, after_fit=_after_fit)
         result["world_size"] = dist.get_world_size()
-    except BaseException:
-        if run is not None:
-            run.fail()  # a no-op on the ranks that joined rank 0's folder
+    except BaseException as exc:
+        if run is not None:  # a no-op on the ranks that joined rank 0's folder
+            # a multi-process run is not resumable: even a Ctrl-C or a full disk fails it
+            run.fail("interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else _first_line(exc))
         raise
     finally:
         if dist.is_initialized():

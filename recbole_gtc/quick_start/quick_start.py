@@ -11,11 +11,12 @@ from recbole.utils import init_seed, set_color
 from recbole_gtc.config.configurator import MMConfig
 from recbole_gtc.config.validation import check_against_dataset, validate_config
 from recbole_gtc.data import create_dataset, data_preparation
+from recbole_gtc.data.features import first_line
 from recbole_gtc.data.utils import check_dataset_files
 from recbole_gtc.trainer.run import Run, init_run_logger, save_per_user
 from recbole_gtc.trainer.trainer import build_trainer, get_trainer
-from recbole_gtc.utils.errors import RecboleGTCError
-from recbole_gtc.utils.files import check_output_dir, expand_path
+from recbole_gtc.utils.errors import DiskFullError, Interrupted, RecboleGTCError
+from recbole_gtc.utils.files import check_output_dir, expand_path, is_disk_full
 from recbole_gtc.utils.kernels import check as check_kernels
 from recbole_gtc.utils.kernels import describe as describe_kernels
 from recbole_gtc.utils.utils import get_model
@@ -98,14 +99,45 @@ def run_recbole_gtc(model, dataset, config_file_list=None, config_dict=None, sav
     run = Run.start(config, resume=resume, saved=saved)
     try:
         result = _train_and_test(config, run, saved, test)
-    except Exception:
-        # A failed run removes its checkpoints; a refused resume (nothing trained yet)
-        # leaves the interrupted run as it was. A KeyboardInterrupt keeps last.pth.
-        if not (run.resume_file and not run.training_started):
-            run.fail()
-        raise
-    run.finish(keep_best=saved)
+        run.finish(keep_best=saved)
+    except BaseException as exc:
+        error = end_of_run(run, exc)
+        if error is exc:
+            raise
+        raise error from None
+    finally:
+        run.release()
     return result
+
+
+def end_of_run(run, exc):
+    """Record why ``run`` ended early and return the exception to raise (``raise end_of_run(...)``).
+
+    * Ctrl-C: the checkpoints stay, ``run.json`` says ``interrupted``; an :class:`Interrupted`
+      whose one line says what was kept and how to continue.
+    * A full disk (wherever it was hit): the same, as a :class:`DiskFullError` naming the folder.
+    * A refused resume (nothing trained yet): the interrupted run is left as it was.
+    * Anything else: the run failed; its checkpoints are removed and ``run.json`` and
+      ``run.log`` say why.
+    """
+    if isinstance(exc, KeyboardInterrupt) or is_disk_full(exc):
+        kept = run.kept_text()
+        if isinstance(exc, KeyboardInterrupt):
+            then = f"{kept}: {run.resume_text()}" if kept else "no epoch was saved yet: nothing to resume"
+            message = f"interrupted (Ctrl-C) in {run.dir}; {then}"
+            run.interrupt(message)
+            return Interrupted(message)
+        then = (f"{kept}: free space, then {run.resume_text()}" if kept
+                else "no epoch was saved yet: free space and start the run again")
+        reason = str(exc) if isinstance(exc, DiskFullError) else f"{run.dir}: no space left on device"
+        message = f"{reason}; {then}"
+        run.interrupt(message)
+        return DiskFullError(message, getattr(exc, "path", None))
+    if run.resume_file and not run.training_started:
+        run.log_error(f"error: {first_line(exc)}")
+        return exc
+    run.fail(first_line(exc) if isinstance(exc, RecboleGTCError) else f"{type(exc).__name__}: {first_line(exc)}")
+    return exc
 
 
 def _train_and_test(config, run, saved, test=True, after_fit=None):

@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import csv
 import io
+import json
 import logging
 import os
 import sys
@@ -22,11 +23,13 @@ import warnings
 
 import numpy as np
 import torch
+from recbole.config import Config
 from recbole.data.interaction import Interaction
 from recbole.utils import init_seed
 
 from recbole_gtc.data import create_dataset, data_preparation
-from recbole_gtc.trainer.run import BEST_CHECKPOINT
+from recbole_gtc.trainer.run import BEST_CHECKPOINT, RUN_FILE, dataset_digest
+from recbole_gtc.trainer.trainer import non_finite_tensor
 from recbole_gtc.utils.compat import quiet_library_warnings
 from recbole_gtc.utils.errors import RecboleGTCError
 from recbole_gtc.utils.files import atomic_write, check_output_dir, expand_path
@@ -54,6 +57,9 @@ def build_parser():
     parser.add_argument("--data_path", default=None, metavar="DIR",
                         help="the folder holding the dataset folder, when it moved since training "
                              "(default: where the run found it)")
+    parser.add_argument("--allow_dataset_change", action="store_true",
+                        help="recommend even when the dataset's files differ from those the run trained on "
+                             "(recorded in its run.json): a warning instead of an error")
     return parser
 
 
@@ -73,10 +79,14 @@ def main(argv=None):
     try:
         users = parse_users(args.users)
         with quiet_library_warnings(), _quiet_info_logs():
-            rows, short = recommend(args.checkpoint, users, topk=args.topk, data_path=args.data_path)
+            rows, short = recommend(args.checkpoint, users, topk=args.topk, data_path=args.data_path,
+                                    allow_dataset_change=args.allow_dataset_change)
     except RecboleGTCError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted (Ctrl-C): no recommendations written", file=sys.stderr)
+        return 130
     if short:
         named = ", ".join(f"{u} ({n})" for u, n in short[:MAX_NAMED])
         more = f" and {len(short) - MAX_NAMED} more" if len(short) > MAX_NAMED else ""
@@ -98,8 +108,8 @@ def main(argv=None):
 
     try:
         atomic_write(path, write)  # an existing file is replaced whole, never left half-written
-    except OSError as exc:
-        print(f"error: {path}: cannot write --out ({exc.strerror or exc})", file=sys.stderr)
+    except RecboleGTCError as exc:  # WriteError / DiskFullError: a file that was there is unchanged
+        print(f"error: {exc} (--out)", file=sys.stderr)
         return 2
     print(f"wrote {len(rows)} recommendations for {len(users)} user(s) to {path}", file=sys.stderr)
     return 0
@@ -170,6 +180,21 @@ def load_checkpoint(path):
         resume_state = isinstance(state, dict) and "rng" in state
         hint = " (last.pth is a resume state; use the run's best.pth)" if resume_state else ""
         raise RecboleGTCError(f"{path}: not a model checkpoint: no 'config' and 'state_dict'{hint}")
+    config, weights = state["config"], state["state_dict"]
+    if not isinstance(config, Config) or not isinstance(weights, dict) \
+            or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise RecboleGTCError(f"{path}: not a RecBole checkpoint: its 'config' is a {type(config).__name__}, not "
+                              f"RecBole's Config, or its 'state_dict' is not a mapping of tensors")
+    for key in ("model", "dataset", "data_path", "seed"):
+        try:
+            config[key]
+        except Exception:
+            raise RecboleGTCError(f"{path}: not a RecBole checkpoint: its configuration has no '{key}'") from None
+
+    bad = non_finite_tensor(weights.items())
+    if bad is not None:  # this version never saves one; an older version's diverged run could
+        raise RecboleGTCError(f"{path}: holds non-finite weights (NaN or inf in {bad}): the run diverged; "
+                              f"retrain it (e.g. with a smaller learning_rate)")
     return state
 
 
@@ -197,12 +222,43 @@ def _locate_dataset(config, data_path, checkpoint):
         raise RecboleGTCError(f"{root}: --data_path holds no dataset folder '{name}'")
 
 
-def load_data(checkpoint, data_path=None):
+def check_dataset_unchanged(path, config, allow_change=False):
+    """Compare the dataset found with the one the run trained on (``dataset_digest`` in the
+    ``run.json`` next to the checkpoint; a checkpoint without one is not checked).
+
+    Another dataset under the same name (other training rows, same sizes) would load the
+    weights without a complaint and exclude the wrong items.
+
+    Raises:
+        RecboleGTCError: the dataset differs, unless ``allow_change`` (then a warning on stderr).
+    """
+
+
+    meta_path = os.path.join(os.path.dirname(os.path.abspath(path)), RUN_FILE)
+    try:
+        with open(meta_path) as handle:
+            meta = json.load(handle)
+        expected = meta.get("dataset_digest") if isinstance(meta, dict) else None
+    except (OSError, ValueError):
+        return
+    if not expected or dataset_digest(config["data_path"]) == expected:
+        return
+    message = (f"{config['data_path']}: not the dataset checkpoint {path} was trained on (its files differ from "
+               f"those recorded in {meta_path})")
+    if not allow_change:
+        raise RecboleGTCError(f"{message}; point --data_path at the run's dataset, or pass --allow_dataset_change "
+                              f"to recommend from it anyway")
+    print(f"warning: {message}; recommending anyway (--allow_dataset_change)", file=sys.stderr)
+
+
+def load_data(checkpoint, data_path=None, allow_dataset_change=False):
     """The checkpoint and the run's training split, rebuilt from the configuration stored in it.
 
     Args:
         checkpoint (str): a ``best.pth`` or a run folder holding one.
         data_path (str, optional): the folder holding the dataset folder (default: the run's).
+        allow_dataset_change (bool): a dataset other than the run's is a warning, not an error
+            (:func:`check_dataset_unchanged`).
 
     Returns:
         (str, dict, Config, Dataset): the checkpoint file, its content, the run's configuration
@@ -213,6 +269,7 @@ def load_data(checkpoint, data_path=None):
     state = load_checkpoint(path)
     config = state["config"]
     _locate_dataset(config, data_path, path)
+    check_dataset_unchanged(path, config, allow_dataset_change)
     device = config["device"]
     if device is None or (torch.device(device).type == "cuda" and not torch.cuda.is_available()):
         config["device"] = torch.device("cpu")  # a GPU run scored on a machine without one
@@ -269,7 +326,16 @@ def user_ids(dataset, users):
         if len(unknown) > MAX_NAMED:
             named += f" and {len(unknown) - MAX_NAMED} more"
         raise RecboleGTCError(f"--users: unknown user(s) in dataset '{dataset.dataset_name}': {named}")
-    return torch.tensor([token_map[u] for u in users], dtype=torch.long)
+    ids = torch.tensor([token_map[u] for u in users], dtype=torch.long)
+    counts = np.diff(dataset.inter_matrix(form="csr").indptr)
+    untrained = [u for u, uid in zip(users, ids.tolist()) if uid >= len(counts) or counts[uid] == 0]
+    if untrained:
+        named = ", ".join(untrained[:MAX_NAMED])
+        if len(untrained) > MAX_NAMED:
+            named += f" and {len(untrained) - MAX_NAMED} more"
+        raise RecboleGTCError(f"--users: user(s) without training interactions in dataset '{dataset.dataset_name}': "
+                              f"{named} (the model learned nothing about them: their scores are random)")
+    return ids
 
 
 # ---------------------------------------------------------------------- scoring
@@ -308,7 +374,7 @@ def top_k(scores, k):
     return order[:, :k], values[:, :k]
 
 
-def recommend(checkpoint, users, topk=10, data_path=None):
+def recommend(checkpoint, users, topk=10, data_path=None, allow_dataset_change=False):
     """Top-``topk`` items for each user token in ``users`` from a checkpoint.
 
     Returns:
@@ -317,13 +383,14 @@ def recommend(checkpoint, users, topk=10, data_path=None):
         ``n < topk`` items outside their training interactions (they get ``n`` rows).
 
     Raises:
-        RecboleGTCError: missing or unreadable checkpoint, dataset not found, unknown users,
-        ``topk`` not in ``1..n_items``.
+        RecboleGTCError: missing, unreadable or non-finite checkpoint, dataset not found or not the
+        run's, unknown users or users without training rows, ``topk`` not in ``1..n_items``,
+        non-finite scores.
     """
     users = list(users)
     if not users:
         raise RecboleGTCError("--users: no user token given")
-    path, state, config, train_dataset = load_data(checkpoint, data_path)
+    path, state, config, train_dataset = load_data(checkpoint, data_path, allow_dataset_change)
     uids = user_ids(train_dataset, users)  # before the model is built: its graph cache writes files
     n_real = train_dataset.item_num - 1  # internal id 0 is padding
     if not 1 <= int(topk) <= n_real:
@@ -332,6 +399,11 @@ def recommend(checkpoint, users, topk=10, data_path=None):
     # RecBole's full-sort evaluation batch: eval_batch_size scores, i.e. that many // n_items users.
     batch_size = max(1, int(config["eval_batch_size"] or 4096) // train_dataset.item_num)
     scores = score_users(model, train_dataset, uids, batch_size=batch_size, device=config["device"])
+    finite = torch.isfinite(scores[:, 1:]).all(dim=1)  # column 0 is the padding item
+    if not finite.all():
+        named = ", ".join([u for u, ok in zip(users, finite.tolist()) if not ok][:MAX_NAMED])
+        raise RecboleGTCError(f"{path}: the model gives non-finite scores (NaN or inf) for user(s) {named}; its "
+                              f"ranking would be arbitrary: retrain the run (e.g. with a smaller learning_rate)")
     ids, values = top_k(mask_training_items(scores, train_dataset, uids), int(topk))
     rows, short = [], []
     for user, item_row, value_row in zip(users, ids, values):

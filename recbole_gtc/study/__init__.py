@@ -29,6 +29,15 @@ A *run record* (one model spec, one seed) is a plain dict:
 
 import sys
 
+from recbole_gtc.utils.errors import RecboleGTCError
+
+#: What ends one run of a study (or one tuning trial) as failed while the others go on: the
+#: package's errors (a diverging run, a refused split), RecBole's and torch's (``ValueError``,
+#: ``RuntimeError``: e.g. CUDA out of memory), arithmetic and memory errors. Anything else (a
+#: ``TypeError``, an ``AssertionError``: a bug) stops the study with its traceback; a full
+#: disk and a Ctrl-C stop it with one line.
+RUN_FAILURES = (RecboleGTCError, ValueError, RuntimeError, ArithmeticError, MemoryError)
+
 
 def progress(line):
     """Print one progress line of a study or a search on stderr, flushed at once.

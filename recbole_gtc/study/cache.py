@@ -9,7 +9,9 @@ a digest of the dataset files and the library versions), as two files in
 * ``<fingerprint>.json``: the rest of the run record (see :mod:`recbole_gtc.study`).
 
 The ``.json`` is written last (atomically), so its presence means the run is complete;
-a comparison killed at any point re-runs only what has no ``.json``.
+a comparison killed at any point re-runs only what has no ``.json``. An entry that is
+damaged all the same (a truncated ``.npz``, a ``.json`` emptied to ``{}`` or ``[]``, a field
+missing, another run's fingerprint) counts as absent: that run is trained again.
 """
 
 import json
@@ -21,6 +23,17 @@ from recbole_gtc.utils.files import atomic_write, check_output_dir, to_plain
 #: Record fields stored in the .json (per-user values go to the .npz).
 _JSON_FIELDS = ("label", "model", "dataset", "seed", "run_id", "run_dir", "fingerprint", "eval_protocol",
                 "valid_result", "test_result", "epochs", "train_seconds_per_epoch")
+
+
+def _complete(record, key):
+    """Whether a stored ``.json`` is a whole run record of ``key``."""
+    if not isinstance(record, dict) or any(name not in record for name in _JSON_FIELDS):
+        return False
+    if record["fingerprint"] != key or not isinstance(record["test_result"], dict) or not record["test_result"]:
+        return False
+    if not isinstance(record["valid_result"], dict):
+        return False
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in record["test_result"].values())
 
 
 class RunCache:
@@ -37,16 +50,21 @@ class RunCache:
         configuration), or ``None`` when that run has not finished."""
         json_path, npz_path = self._paths(key)
         try:
-            with open(json_path) as handle:
+            with open(json_path, encoding="utf-8") as handle:
                 record = json.load(handle)
         except (OSError, ValueError):
             return None
+        if not _complete(record, key):
+            return None  # damaged (e.g. `{}`, `[]`, a field missing): train it again
         record["users"], record["per_user"] = None, None
         if os.path.isfile(npz_path):
             try:
-                record["users"], record["per_user"] = load_per_user(npz_path)
-            except (OSError, ValueError, KeyError):
+                users, per_user = load_per_user(npz_path)
+            except Exception:  # truncated zip (BadZipFile), missing array, bad dtype, ...
                 return None  # damaged: train it again rather than report half a run
+            if not per_user or any(len(values) != len(users) for values in per_user.values()):
+                return None
+            record["users"], record["per_user"] = users, per_user
         if label is not None:
             record["label"] = label
         return record

@@ -16,15 +16,16 @@ import logging
 import os
 import time
 
+from recbole_gtc.data.features import first_line
 from recbole_gtc.quick_start.quick_start import load_config, run_recbole_gtc
-from recbole_gtc.study import progress
+from recbole_gtc.study import RUN_FAILURES, progress
 from recbole_gtc.study.cache import RunCache
 from recbole_gtc.study.report import write_report
 from recbole_gtc.study.spec import parse_seeds, parse_specs
 from recbole_gtc.study.tune import safe_label, tune
 from recbole_gtc.trainer import run as run_module
 from recbole_gtc.trainer.run import fingerprint, resumable_run
-from recbole_gtc.utils.errors import RecboleGTCError
+from recbole_gtc.utils.errors import DiskFullError, Interrupted, RecboleGTCError
 from recbole_gtc.utils.files import expand_path
 
 #: Metrics of the tables and the significance tests (RecBole names).
@@ -100,14 +101,34 @@ def run_study(model_text, dataset, seeds_text, config_files=None, cmd_args=None,
             ``tuned/`` (a spec without any is an error).
 
     Returns:
-        dict: ``records`` (list of run records) and ``report`` (see
-        :func:`recbole_gtc.study.report.write_report`).
+        dict: ``records`` (list of run records), ``report`` (see
+        :func:`recbole_gtc.study.report.write_report`) and ``failures`` (``label``, ``seed``,
+        ``error`` of every run that failed: recorded, listed in the report, not cached, so the
+        next start of the study tries it again; a full disk or a Ctrl-C stops the study instead).
     """
 
     if not saved:
         raise RecboleGTCError("--saved=False and --seeds: a study tests every run at its best validation epoch")
     out_dir = study_dir(results_dir, dataset)
     cache = RunCache(os.path.join(out_dir, "runs"))
+    previous_hint = run_module.RESUME_HINT
+    # a Ctrl-C or a full disk in any run of the study: the study continues it when started again
+    run_module.RESUME_HINT = "run the same study command again to continue (finished runs are stored, not retrained)"
+    try:
+        return _run_study(model_text, dataset, seeds_text, config_files, cmd_args, out_dir, cache, saved, tune,
+                          tune_algo, max_evals, hyper_dir, metrics, report_only)
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Interrupted):
+            raise
+        raise Interrupted(f"interrupted (Ctrl-C); the study's finished runs are stored in {cache.folder}: "
+                          f"{run_module.RESUME_HINT}") from None
+    finally:
+        run_module.RESUME_HINT = previous_hint
+
+
+def _run_study(model_text, dataset, seeds_text, config_files, cmd_args, out_dir, cache, saved, tune, tune_algo,
+               max_evals, hyper_dir, metrics, report_only):
+
     if tune and report_only:
         tuned_files = _tuned_found(model_text, out_dir)
     elif tune:
@@ -126,7 +147,7 @@ def run_study(model_text, dataset, seeds_text, config_files=None, cmd_args=None,
     todo = sum(cache.get(key) is None for key in keys)
     _progress(f"{dataset}: {len(runs)} runs ({len(runs) // len(set(s for _, s, _ in runs))} models x "
               f"{len(set(s for _, s, _ in runs))} seeds), {len(runs) - todo} already done, {todo} to train")
-    records = []
+    records, failures = [], []
     previous_level = run_module.CONSOLE_LEVEL
     run_module.CONSOLE_LEVEL = logging.WARNING  # the study prints its own progress
     try:
@@ -145,7 +166,16 @@ def run_study(model_text, dataset, seeds_text, config_files=None, cmd_args=None,
                       + (f"continuing {os.path.basename(resume_dir)}" if resume_dir else "training")
                       + f" ({todo - done} to train)")
             start = time.perf_counter()
-            result = run_recbole_gtc(spec.model, dataset, saved=saved, resume=resume_dir, config=config)
+            try:
+                result = run_recbole_gtc(spec.model, dataset, saved=saved, resume=resume_dir, config=config)
+            except DiskFullError:
+                raise  # every later run would fail alike: stop, resumable
+            except RUN_FAILURES as err:  # e.g. a diverging variant: recorded, and the study goes on
+                done += 1
+                text = first_line(err) if isinstance(err, RecboleGTCError) else f"{type(err).__name__}: {first_line(err)}"
+                failures.append({"label": spec.label, "seed": seed, "error": text})
+                _progress(f"[{i}/{len(runs)}] {spec.label} seed {seed}: FAILED: {text}")
+                continue
             done += 1
             record = {
                 "label": spec.label, "model": spec.model, "dataset": dataset, "seed": seed,
@@ -162,15 +192,24 @@ def run_study(model_text, dataset, seeds_text, config_files=None, cmd_args=None,
                       f"{time.perf_counter() - start:.0f} s")
     finally:
         run_module.CONSOLE_LEVEL = previous_level
+    failed = _failures_text(failures)
     if not records:
-        raise RecboleGTCError(f"{cache.folder}: no finished run of this study to report")
+        raise RecboleGTCError(f"{cache.folder}: no finished run of this study to report{failed}")
     reference = runs[0][0].label
     if not any(record["label"] == reference for record in records):
         # (--report_only) another model would silently become the reference of every test
-        raise RecboleGTCError(f"{reference}: the first model, the reference of the tables, has no finished run yet")
+        raise RecboleGTCError(f"{reference}: the first model, the reference of the tables, has no finished run "
+                              f"yet{failed}")
     title = f"{dataset}: {len(set(r['label'] for r in records))} models x {len(set(r['seed'] for r in records))} seeds"
-    report = write_report(records, list(metrics), out_dir, title=title)
-    return {"records": records, "report": report}
+    report = write_report(records, list(metrics), out_dir, title=title, failures=failures)
+    return {"records": records, "report": report, "failures": failures}
+
+
+def _failures_text(failures):
+    if not failures:
+        return ""
+    first = failures[0]
+    return (f" ({len(failures)} run(s) failed, e.g. {first['label']} seed {first['seed']}: {first['error']})")
 
 
 def _tuned_found(model_text, out_dir):

@@ -275,7 +275,7 @@ def plot_png(path, summary, metrics, title):
     return fig
 
 
-def write_report(records, metrics, out_dir, title, reference=None):
+def write_report(records, metrics, out_dir, title, reference=None, failures=()):
     """Summarize ``records`` and write the Markdown page, both CSVs and the PNG into ``out_dir``.
 
     Args:
@@ -284,6 +284,8 @@ def write_report(records, metrics, out_dir, title, reference=None):
         out_dir (str): the folder, created if missing (``~`` and ``$VARS`` expanded).
         title (str): the page's and the figure's title.
         reference (str, optional): the label compared against the others (default: the first).
+        failures (list of dict, optional): runs that failed (``label``, ``seed``, ``error``),
+            listed under "Failed runs" and left out of every number.
 
     Returns:
         dict: ``markdown`` (the page's text) and the paths ``md``, ``csv``, ``runs_csv``,
@@ -316,6 +318,12 @@ def write_report(records, metrics, out_dir, title, reference=None):
         markdown_table(summary, metrics),
         "",
     ]
+    if failures:
+        lines += [f"## Failed runs ({len(failures)})", "",
+                  "Left out of every number above; each run's run.log and run.json say more.", "",
+                  "| model | seed | error |", "|---|---|---|"]
+        lines += [f"| {_cell(f['label'])} | {f['seed']} | {_cell(f['error'])} |" for f in failures]
+        lines.append("")
     markdown = "\n".join(lines)
 
     def write_markdown(tmp):

@@ -14,9 +14,10 @@ Grid (params) files use RecBole's format, one hyper-parameter a line::
     learning_rate choice [0.0001, 0.0005, 0.001]
     reg_weight loguniform -9,-4          # log-uniform in [e^-9, e^-4]; algo random or bayes only
 
-plus ``#`` comments, which this module strips before RecBole's parser sees the lines
-(RecBole's own parser refuses them). The package's grids are
-``properties/hyper/<model>.hyper``.
+plus ``#`` comments (RecBole's own parser refuses them). The package's grids are
+``properties/hyper/<model>.hyper``. Grid files are data: the values of a ``choice`` line are
+parsed as Python literals (:func:`parse_grid_line`), never evaluated, so a grid file from
+someone else cannot run code (RecBole's parser passes them to ``eval``).
 
 Precedence. A spec's fixed overrides (``config_dict``, e.g. ``use_tc=False``) define the
 variant: a grid may not search them. Command-line ``--key=value`` overrides win over the
@@ -61,6 +62,7 @@ the same order.
 count the first trial as one of them.
 """
 
+import ast
 import contextlib
 import csv
 import datetime
@@ -71,23 +73,22 @@ import math
 import os
 import re
 import sys
-import tempfile
 
 import numpy as np
 import recbole
 import torch
 import yaml
-from hyperopt import STATUS_OK, Trials, fmin, tpe
+from hyperopt import STATUS_FAIL, STATUS_OK, Trials, fmin, hp, tpe
 from hyperopt.pyll import rec_eval, stochastic
-from recbole.trainer.hyper_tuning import HyperTuning
 
 from recbole_gtc import __version__
 from recbole_gtc.config.configurator import parse_override
 from recbole_gtc.config.validation import check_values
+from recbole_gtc.data.features import first_line
 from recbole_gtc.quick_start.quick_start import load_config, run_recbole_gtc
-from recbole_gtc.study import progress
+from recbole_gtc.study import RUN_FAILURES, progress
 from recbole_gtc.trainer.run import config_items, dataset_digest
-from recbole_gtc.utils.errors import RecboleGTCError
+from recbole_gtc.utils.errors import DiskFullError, RecboleGTCError
 from recbole_gtc.utils.files import MAX_NAME_BYTES, atomic_write, check_output_dir, expand_path, to_plain
 from recbole_gtc.utils.utils import PROPERTIES_DIR
 
@@ -129,8 +130,52 @@ def _strip_comment(line):
     return re.split(r"\s#", line, maxsplit=1)[0].rstrip()
 
 
+#: The line types of RecBole's grid format and how many numbers each continuous one takes.
+_CONTINUOUS = {"uniform": 2, "quniform": 3, "loguniform": 2}
+
+
+def parse_grid_line(line):
+    """One line of a grid file, ``name type values``, as ``(name, hyperopt expression)``.
+
+    RecBole's format and meaning (``HyperTuning._build_space_from_file``), read as data: the
+    values of a ``choice`` line are a Python *literal* (a list or tuple of numbers, strings,
+    booleans, ``None``, or lists, tuples and dicts of them), parsed with :func:`ast.literal_eval`.
+    RecBole's parser passes them to ``eval``, so a grid file could run any code; here an
+    expression (a call, a name, an operator) is refused. ``uniform``, ``quniform`` and
+    ``loguniform`` take comma-separated numbers.
+
+    Raises:
+        ValueError: the line does not parse (the message says why).
+    """
+
+    parts = line.strip().split(None, 2)
+    if len(parts) < 3:
+        raise ValueError("it needs a name, a type and values")
+    name, kind, text = parts
+    if kind == "choice":
+        try:
+            values = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            raise ValueError(f"the choice values {text.strip()!r} are not a literal list (numbers, strings, "
+                             f"True/False/None, lists or dicts of them); grid files are data, never evaluated"
+                             ) from None
+        if not isinstance(values, (list, tuple)):
+            raise ValueError(f"the choice values must be a list, got {type(values).__name__}")
+        return name, hp.choice(name, list(values))
+    if kind in _CONTINUOUS:
+        numbers = text.replace(" ", "").split(",")
+        if len(numbers) != _CONTINUOUS[kind]:
+            raise ValueError(f"{kind} takes {_CONTINUOUS[kind]} comma-separated numbers, got {text.strip()!r}")
+        try:
+            bounds = [float(n) for n in numbers]
+        except ValueError:
+            raise ValueError(f"{kind} takes numbers, got {text.strip()!r}") from None
+        return name, getattr(hp, kind)(name, *bounds)
+    raise ValueError(f"unknown type {kind!r}")
+
+
 def load_space(params_file):
-    """Parse a grid file with RecBole's own parser (``HyperTuning._build_space_from_file``).
+    """Parse a grid file in RecBole's format, values as literals (:func:`parse_grid_line`).
 
     Args:
         params_file (str): RecBole's format, ``#`` comments allowed.
@@ -141,7 +186,7 @@ def load_space(params_file):
         ``choice`` line, or ``None`` for a continuous line).
 
     Raises:
-        RecboleGTCError: file missing or unreadable, a line RecBole cannot parse (named
+        RecboleGTCError: file missing or unreadable, a line that does not parse (named
         ``<file>:<line>``), or no hyper-parameter at all.
     """
     path = expand_path(params_file)
@@ -156,24 +201,16 @@ def load_space(params_file):
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        # RecBole's parser reads a file; one line at a time names the line that fails.
-        with tempfile.NamedTemporaryFile("w", suffix=".hyper", delete=False) as tmp:
-            tmp.write(line + "\n")
         try:
-            parsed = HyperTuning._build_space_from_file(tmp.name)
-        except Exception as err:  # eval() of the values can raise anything
+            name, expr = parse_grid_line(line)
+        except ValueError as err:
             raise RecboleGTCError(
                 f"{path}:{number}: '{line.strip()}' is not 'name choice [v1, v2, ...]', 'name uniform low,high', "
-                f"'name quniform low,high,q' or 'name loguniform low,high' ({type(err).__name__}: {err})"
+                f"'name quniform low,high,q' or 'name loguniform low,high' ({err})"
             ) from None
-        finally:
-            os.remove(tmp.name)
-        if not parsed:
-            raise RecboleGTCError(f"{path}:{number}: '{line.strip()}' needs a name, a type and values")
-        for name, expr in parsed.items():
-            if name in space:
-                raise RecboleGTCError(f"{path}:{number}: '{name}' is listed twice")
-            space[name] = expr
+        if name in space:
+            raise RecboleGTCError(f"{path}:{number}: '{name}' is listed twice")
+        space[name] = expr
     if not space:
         raise RecboleGTCError(f"{path}: no hyper-parameter lines (e.g. 'learning_rate choice [0.001, 0.0001]')")
     grid = {}
@@ -247,6 +284,8 @@ def _tpe_search(try_setting, space, count, seed, stalled):
 
     def loss(params):
         score, bigger = try_setting(params)
+        if math.isnan(score):  # a failed trial (e.g. diverged): TPE learns nothing from it
+            return {"status": STATUS_FAIL}
         # fmin minimises; the same loss RecBole's HyperTuning.trial gives it
         return {"loss": -score if bigger else score, "status": STATUS_OK}
 
@@ -345,8 +384,11 @@ def _cached(yaml_path, csv_path, key):
         if header.get("cache_key") != key:
             return None
         with open(yaml_path, encoding="utf-8") as f:
-            best_params = yaml.safe_load(f) or {}
-        return best_params, float(header["best_valid_score"])
+            best_params = yaml.safe_load(f)
+        score = float(header["best_valid_score"])
+        if not isinstance(best_params, dict) or not best_params or math.isnan(score):
+            return None  # damaged (e.g. emptied): search again
+        return best_params, score
     except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, ValueError):
         return None  # damaged: search again
 
@@ -473,12 +515,21 @@ def tune(label, model, dataset, config_files=None, config_dict=None, cmd_args=No
                 break
         else:
             config = load(params)
-            out = run_recbole_gtc(model, dataset, config=config, saved=False, test=False)
-            run = {"params": params, "best_valid_score": float(out["best_valid_score"]),
-                   "best_valid_result": {k: float(v) for k, v in out["best_valid_result"].items()},
-                   "epochs": out["epochs"], "run_id": out["run_id"]}
+            try:
+                out = run_recbole_gtc(model, dataset, config=config, saved=False, test=False)
+            except DiskFullError:
+                raise  # every later trial would fail alike
+            except RUN_FAILURES as err:  # e.g. a learning rate that diverges: that trial failed, the search goes on
+                text = first_line(err) if isinstance(err, RecboleGTCError) else f"{type(err).__name__}: {first_line(err)}"
+                run = {"params": params, "best_valid_score": float("nan"), "best_valid_result": {},
+                       "epochs": None, "run_id": None, "error": text}
+            else:
+                run = {"params": params, "best_valid_score": float(out["best_valid_score"]),
+                       "best_valid_result": {k: float(v) for k, v in out["best_valid_result"].items()},
+                       "epochs": out["epochs"], "run_id": out["run_id"]}
         trials.append(dict(run, params=params))
-        progress(f"tune {label}: trial {len(trials)}/{n_trials} {params} valid {metric}={run['best_valid_score']:.4f}")
+        shown = f"FAILED: {run['error']}" if run.get("error") else f"valid {metric}={run['best_valid_score']:.4f}"
+        progress(f"tune {label}: trial {len(trials)}/{n_trials} {params} {shown}")
         return run["best_valid_score"], bigger
 
     def stalled():
@@ -504,8 +555,11 @@ def tune(label, model, dataset, config_files=None, config_dict=None, cmd_args=No
                     break
 
     best = best_trial(trials, bigger)
+    failed = [t for t in trials if t.get("error")]
     if best is None:
-        raise RecboleGTCError(f"tune {label}: no trial gave a validation score (all NaN)")
+        why = f"; e.g. {failed[0]['params']}: {failed[0]['error']}" if failed else ""
+        raise RecboleGTCError(f"tune {label}: no trial gave a validation score ({len(failed)} of {len(trials)} "
+                              f"failed, the others NaN){why}")
     best_params = trials[best]["params"]
     best_score = trials[best]["best_valid_score"]
     _write_trials_csv(csv_path, grid, trials)
@@ -524,6 +578,9 @@ def _write_trials_csv(path, grid, trials):
     for trial in trials:
         metrics += [m for m in trial["best_valid_result"] if m not in metrics]
     columns = ["trial", *grid, "epochs", "run_id", *(f"valid_{m}" for m in metrics)]
+    failed = any(trial.get("error") for trial in trials)
+    if failed:
+        columns.append("error")
 
     def write(tmp):
         with open(tmp, "w", newline="", encoding="utf-8") as f:
@@ -531,7 +588,8 @@ def _write_trials_csv(path, grid, trials):
             writer.writerow(columns)
             for i, trial in enumerate(trials, 1):
                 writer.writerow([i, *(trial["params"].get(k) for k in grid), trial["epochs"], trial["run_id"],
-                                 *(repr(trial["best_valid_result"].get(m, float("nan"))) for m in metrics)])
+                                 *(repr(trial["best_valid_result"].get(m, float("nan"))) for m in metrics)]
+                                + ([trial.get("error") or ""] if failed else []))
 
     atomic_write(path, write)
 

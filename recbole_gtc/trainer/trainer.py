@@ -17,12 +17,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 
 from recbole_gtc.evaluator.per_user import PerUserRecorder
-from recbole_gtc.trainer.run import atomic_save
-from recbole_gtc.utils.errors import RecboleGTCError
-from recbole_gtc.utils.files import to_plain
+from recbole_gtc.utils.errors import DivergenceError, RecboleGTCError
+from recbole_gtc.utils.files import atomic_save, to_plain
 from recbole_gtc.utils.utils import _PLUGIN_MODELS
 
 RESUME_FORMAT = 1
+#: Feature magnitudes above this are named first among a divergence's likely causes
+#: (pretrained embeddings are O(1); CLIP/BERT features rarely exceed 100).
+LARGE_FEATURE = 1e4
 
 
 class RunTrainerMixin(PerUserRecorder):
@@ -51,10 +53,46 @@ class RunTrainerMixin(PerUserRecorder):
             self.epoch_seconds = []
         self._record_eval_users()
 
+    # ------------------------------------------------------------------ divergence
+    _current_epoch = None
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        self._current_epoch = epoch_idx
+        loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        name = non_finite_parameter(self.model)
+        if name is not None:
+            raise DivergenceError(f"epoch {epoch_idx}: training diverged: non-finite weights (NaN or inf, first in "
+                                  f"{name}); {self._divergence_causes()}")
+        return loss
+
+    def _check_nan(self, loss):
+        """RecBole's check raises ``ValueError("Training loss is nan")`` for NaN only; an infinite
+        loss trained on and left non-finite weights. Either stops the run with the epoch named."""
+        if not torch.isfinite(loss).all():
+            value = "nan" if torch.isnan(loss).any() else "inf"
+            epoch = "" if self._current_epoch is None else f"epoch {self._current_epoch}: "
+            raise DivergenceError(f"{epoch}training diverged: the training loss is {value}; "
+                                  f"{self._divergence_causes()}")
+
+    def _divergence_causes(self):
+        """The likely causes, in words: the learning rate, and the features' scale when the
+        model has modality features (named first when they are large)."""
+        causes = [f"a learning rate too high (learning_rate={self.config['learning_rate']}; try a smaller one)"]
+        dataset = getattr(self.train_data, "dataset", None)
+        feats = getattr(dataset, "modality_feats", None) or {}
+        scales = [(float(f.abs().max()), m) for m, f in feats.items() if f.numel()]
+        if scales:
+            scale, name = max(scales)
+            text = (f"features at too large a scale (largest |value| {scale:.3g}, modality {name}; "
+                    f"standardise the feature files)")
+            causes.insert(0 if scale > LARGE_FEATURE else 1, text)
+        return f"likely cause: {' or '.join(causes)}; no checkpoint with non-finite weights is kept"
+
     # ------------------------------------------------------------------ checkpoints
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         if not self.config["single_spec"] and self.config["local_rank"] != 0:
             return
+        _refuse_non_finite(self.model, epoch)
         saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
         state = {
             "config": self.config,
@@ -92,6 +130,7 @@ class RunTrainerMixin(PerUserRecorder):
     def _save_resume_state(self, epoch_idx):
         if not self.config["single_spec"]:
             return  # a multi-process run is not resumable (the runner refuses --resume with --nproc)
+        _refuse_non_finite(self.model, epoch_idx)
         generator = getattr(self.train_data, "generator", None)
         state = {
             "format": RESUME_FORMAT,
@@ -110,6 +149,7 @@ class RunTrainerMixin(PerUserRecorder):
             "rng": _rng_state(generator),
         }
         atomic_save(state, self.run.resume_checkpoint)
+        self.run.saved_epoch = epoch_idx
 
     def resume(self, path):
         """Continue from ``last.pth``: the next epoch is the one after the saved one."""
@@ -117,8 +157,12 @@ class RunTrainerMixin(PerUserRecorder):
             state = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as exc:  # a damaged file: refuse clearly, never train from half a state
             raise RecboleGTCError(f"{path}: unreadable checkpoint ({str(exc).splitlines()[0][:120]})") from None
-        if state.get("format") != RESUME_FORMAT or state.get("fingerprint") != self.run.fingerprint:
+        if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT \
+                or state.get("fingerprint") != self.run.fingerprint:
             raise RecboleGTCError(f"{path}: checkpoint of another configuration; cannot resume from it")
+        name = non_finite_tensor(state["state_dict"].items())
+        if name is not None:  # never continue from a diverged state (this version never writes one)
+            raise RecboleGTCError(f"{path}: holds non-finite weights (NaN or inf in {name}); cannot resume from it")
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.start_epoch = state["epoch"] + 1
@@ -129,6 +173,7 @@ class RunTrainerMixin(PerUserRecorder):
         self.train_loss_dict = dict(state["train_loss_dict"])
         self.epoch_seconds = list(state["epoch_seconds"])
         _set_rng_state(state["rng"], getattr(self.train_data, "generator", None))
+        self.run.saved_epoch = state["epoch"]
         self.logger.info(f"Resumed {path}: training continues at epoch {self.start_epoch}")
 
 
@@ -166,6 +211,29 @@ class MMTrainer(RunTrainerMixin, Trainer):
             loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         self.epoch_seconds.append(time.perf_counter() - start)
         return loss
+
+
+def non_finite_tensor(named_tensors):
+    """The name of the first dense floating-point tensor of ``(name, tensor)`` pairs holding NaN
+    or inf, or ``None`` (sparse tensors, e.g. graphs built from the data, are not looked at)."""
+    for name, tensor in named_tensors:
+        if torch.is_tensor(tensor) and tensor.layout == torch.strided and tensor.is_floating_point():
+            if not bool(torch.isfinite(tensor).all()):
+                return name
+    return None
+
+
+def non_finite_parameter(model):
+    """The name of the first parameter of ``model`` holding NaN or inf, or ``None``."""
+    with torch.no_grad():
+        return non_finite_tensor(model.named_parameters())
+
+
+def _refuse_non_finite(model, epoch):
+    name = non_finite_parameter(model)
+    if name is not None:
+        raise DivergenceError(f"epoch {epoch}: training diverged: non-finite weights (NaN or inf, first in {name}); "
+                              f"not saved")
 
 
 def _same_on_every_rank(valid_score, epoch_idx):

@@ -22,3 +22,38 @@ class SynthConfigError(RecboleGTCError, ValueError):
 
 class MissingBuildDependency(RecboleGTCError, RuntimeError):
     """An optional package needed only to rebuild a bundled dataset is not installed."""
+
+
+class WriteError(RecboleGTCError):
+    """A file the package writes could not be written (the previous version, if any, is intact).
+
+    Attributes:
+        path (str): the file that was being written.
+    """
+
+    def __init__(self, message, path=None):
+        super().__init__(message)
+        self.path = path
+
+
+class DiskFullError(WriteError):
+    """No space left on the device (or the user's quota) while writing ``path``."""
+
+
+class DivergenceError(RecboleGTCError):
+    """Training diverged: a non-finite loss or non-finite weights."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGINT) during a run, carrying one line saying what was kept and how to continue.
+
+    A :class:`KeyboardInterrupt`, so code that lets a Ctrl-C through still does; the command-line
+    entry points print ``error: <message>`` and exit with status 130.
+    """
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self):
+        return self.message

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from recbole_gtc.model.layers.bipartite import binary_matrix
-from recbole_gtc.utils.files import atomic_write
+from recbole_gtc.utils.files import atomic_save, atomic_write
 
 
 def _source_digest():
@@ -172,7 +172,7 @@ def item_item_graph(features, k, weights, chunk_size=1024, cache_dir=None):
     if path is not None:
         indices, values = graph.indices().cpu(), graph.values().cpu()
         record = {"indices": indices, "values": values, "sha1": _arrays_sha1(indices, values)}
-        atomic_write(path, lambda tmp: torch.save(record, tmp))
+        atomic_save(record, path)
     return graph
 
 
