@@ -202,7 +202,7 @@ def test_failed_run_removes_its_checkpoints_and_saved_false_keeps_none(tmp_path,
     result = run_recbole_gtc("BPR", "tiny", config_dict=overrides, saved=False)
     assert os.listdir(result["run_dir"]) and not glob.glob(os.path.join(result["run_dir"], "*.pth"))
 
-    from recbole_gtc.trainer.trainer import trainer as trainer_module
+    from recbole_gtc.trainer import trainer as trainer_module
 
     def broken_epoch(self, *args, **kwargs):
         if self.train_loss_dict:  # the second epoch fails, after a best checkpoint exists
