@@ -31,6 +31,7 @@ from recbole_gtc.model.denoiser import ConditionalDenoiser
 from recbole_gtc.model.diffusion import GaussianDiffusion
 from recbole_gtc.model.dragon import DRAGON
 from recbole_gtc.model.gate import similarity_gate
+from recbole_gtc.model.precision import float32_region
 from recbole_gtc.model.sparse import sparse_mm, to_csr, transpose_csr
 from recbole_gtc.model.tc_loss import pairwise_infonce_loss, symile_loss
 from recbole_gtc.utils import RecboleGTCError
@@ -81,6 +82,9 @@ class GTC(DRAGON):
         "use_gate": boolean(),
         "train_denoiser": boolean(),
     }
+    #: ``mixed_precision: bf16 | fp16`` is accepted (recbole_gtc.validation.check_precision): the
+    #: sparse products and the diffusion filter run in float32 inside the autocast region.
+    supports_mixed_precision = True
     #: User-item propagation hops (hard-coded 2 in the released code).
     n_layers = 2
 
@@ -137,7 +141,7 @@ class GTC(DRAGON):
         mixed precision: the diffusion filter amplifies their rounding (see :meth:`denoise`), and
         bf16 projections put a step's gradients measurably further from float32's at almost no
         saving (docs/performance.md, "bf16 accuracy")."""
-        with torch.autocast(self.item_id_embedding.weight.device.type, enabled=False):
+        with float32_region(self.item_id_embedding.weight.device.type):
             return super().content_views()
 
     def denoise(self, content, cond):
@@ -158,7 +162,7 @@ class GTC(DRAGON):
         # amplified. On ml-100k-mm (8 trained epochs, 3 batches) bf16 autocast put the gradients
         # 11% (ID embedding 22%) away from float32's with the denoisers in bf16, 0.2% with this
         # method in float32.
-        with torch.autocast(cond.device.type, enabled=False):
+        with float32_region(cond.device.type):
             # cond, the ID embedding, is a parameter: autocast leaves it in the model's dtype.
             content = {m: c.to(cond.dtype) for m, c in content.items()}
             n, d = cond.shape
@@ -192,7 +196,7 @@ class GTC(DRAGON):
 
         # Steps 4-6 (DRAGON's), in float32 even under mixed precision: sparse products are
         # memory-bound (nothing to gain) and their backward refuses mixed dtypes.
-        with torch.autocast(e.device.type, enabled=False):
+        with float32_region(e.device.type):
             h_users, h_items = self.propagate_views([e_gated.float()] + [c.float() for c in content])
         return {"user": h_users, "item": h_items, "id": e, "denoised": denoised, "diff_loss": diff_loss}
 
