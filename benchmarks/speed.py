@@ -30,7 +30,7 @@ import torch
 from benchmarks.common import finish_report, log, median, quiet_library_warnings, start_report
 
 #: name -> (model, config overrides). GTC's rows attribute its cost (no TC, no diffusion)
-#: and show its cheaper settings (bf16, sampled TC).
+#: and show its cheaper settings (bf16, sampled TC); DRAGON is its backbone.
 VARIANTS = {
     "GTC": ("GTC", {}),
     "GTC bf16": ("GTC", {"mixed_precision": "bf16"}),
@@ -38,6 +38,7 @@ VARIANTS = {
     "GTC sampled bf16": ("GTC", {"tc_scope": "sampled", "mixed_precision": "bf16"}),
     "GTC use_tc=False": ("GTC", {"use_tc": False}),
     "GTC use_diffusion=False": ("GTC", {"use_diffusion": False}),
+    "DRAGON": ("DRAGON", {}),
     "LightGCN": ("LightGCN", {}),
     "BPR": ("BPR", {}),
 }
@@ -63,7 +64,7 @@ def build_variant(name, dataset, extra, workdir, clock_kind="wall"):
     from recbole.utils import init_seed
 
     from recbole_gtc.data import create_dataset, data_preparation
-    from recbole_gtc.quick_start.quick_start import load_config
+    from recbole_gtc.quick_start.quick_start import load_config, use_deterministic_kernels
     from recbole_gtc.trainer.trainer import _tensorboard_under, get_trainer
     from recbole_gtc.utils.utils import get_model
 
@@ -74,7 +75,7 @@ def build_variant(name, dataset, extra, workdir, clock_kind="wall"):
     config_dict.update(overrides)
     config = load_config(model_name, dataset, config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
-    torch.use_deterministic_algorithms(bool(config["reproducibility"]), warn_only=True)
+    use_deterministic_kernels(config)  # as a run: CUBLAS_WORKSPACE_CONFIG on CUDA
     data = create_dataset(config)
     train, valid, _ = data_preparation(config, data)
     init_seed(config["seed"], config["reproducibility"])

@@ -34,6 +34,18 @@ def written(before, after):
     return sorted(before ^ after)
 
 
+def pytest_collection_modifyitems(config, items):
+    """``@pytest.mark.gpu`` tests (GPU-only paths) skip on a machine without CUDA."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (scripts/gpu_check.sh runs it on a GPU)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 def pytest_sessionstart(session):
     session.config._repo_tree = _tree()
 

@@ -56,6 +56,21 @@ def test_one_shared_run_folder_written_by_rank_zero(runs):
     assert not os.path.exists(os.path.join(run_dir, "last.pth"))
 
 
+def test_recommend_scores_a_checkpoint_of_a_multi_process_run(runs, capsys):
+    """The stored configuration is rank 0's, whose training loader asked for the process group
+    ("Default process group has not been initialized"); scoring is one process's."""
+    _, double, _ = runs
+    with open(os.path.join(double["run_dir"], "run.json")) as handle:
+        assert json.load(handle)["config"]["nproc"] == 2
+    users = double["users"][:3]
+    code = cli.main(["--recommend", f"--checkpoint={double['run_dir']}", f"--users={','.join(users)}", "--topk=5"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    rows = out.strip().splitlines()
+    assert rows[0] == "user,rank,item,score" and len(rows) == 1 + 5 * len(users)
+    assert [row.split(",")[0] for row in rows[1::5]] == users
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"nproc": 0}, "--nproc=0: must be at least 1"),
     ({"nproc": 2, "world_size": 4, "group_offset": 3}, "ranks 3..4 do not fit in --world_size=4"),

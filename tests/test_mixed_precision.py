@@ -98,3 +98,35 @@ def test_bf16_gradients_stay_close_to_float32(tiny):
     assert relative_error(list(full)) < 0.001
     # The denoisers' condition: the gradient most exposed to the x0 estimate's cancellation.
     assert relative_error(["item_id_embedding.weight"]) < 0.001
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("model", ["GTC", "VBPR", "DRAGON", "FREEDOM", "LGMRec", "BPR", "LightGCN"])
+def test_mixed_precision_is_accepted_exactly_for_the_models_that_train_in_it(tiny, model, dtype):
+    """One training step under CPU autocast: finite for the accepted models; the refused ones
+    fail in their first backward (their sparse products refuse low-precision operands)."""
+    from recbole_gtc.config.validation import check_precision, mixed_precision_models
+    from recbole_gtc.utils.utils import get_model
+
+    config = config_for(tiny, "tiny", model=model, train_batch_size=256, graph_cache_dir=None)
+    init_seed(config["seed"], True)
+    train, _, _ = data_preparation(config, create_dataset(config))
+    init_seed(config["seed"], True)
+    net = get_model(model)(config, train.dataset)
+    net.train()
+    accepted = model in mixed_precision_models()
+    try:
+        with torch.autocast("cpu", dtype=dtype):
+            loss = net.calculate_loss(next(iter(train)))
+        loss.backward()
+        trains = bool(torch.isfinite(loss)) and all(torch.isfinite(p.grad).all() for p in net.parameters()
+                                                    if p.grad is not None)
+    except RuntimeError:
+        trains = False
+    assert trains == accepted
+    mode = "bf16" if dtype == torch.bfloat16 else "fp16"
+    if accepted:
+        check_precision({"mixed_precision": mode}, model)
+    else:
+        with pytest.raises(RecboleGTCError, match=f"mixed_precision={mode}: {model} does not train in mixed precision"):
+            check_precision({"mixed_precision": mode}, model)

@@ -51,7 +51,7 @@ def test_training_negatives(tmp_path, protocol):
 
 
 def test_unknown_protocol_is_an_error(tmp_path):
-    from recbole_gtc.utils.utils import RecboleGTCError
+    from recbole_gtc.utils.errors import RecboleGTCError
 
     write_dataset(tmp_path, "p", SPLITS, {"image": np.ones((N_ITEMS, 2), np.float32)}, N_ITEMS, protocol="mmrec")
     config = config_for(tmp_path, "p", eval_protocol="MMRec-ish")

@@ -520,8 +520,8 @@ def test_ctrl_c_in_a_study_says_to_run_it_again_which_continues_the_run(tiny, tm
 
 
 def test_ctrl_c_in_prepare_and_recommend_is_one_line_exit_130(tmp_path, monkeypatch, capsys):
-    from recbole_gtc.quick_start import recommend as recommend_module
     from recbole_gtc.prepare import __main__ as prepare_cli
+    from recbole_gtc.quick_start import recommend as recommend_module
 
     def ctrl_c(*args, **kwargs):
         raise KeyboardInterrupt

@@ -66,10 +66,10 @@ class MMConfig(Config):
 
     def _tell_the_truth(self):
         """Make the printed configuration say what is actually used: ``use_gpu`` is False
-        when no CUDA device exists, and a dataset with fixed split files shows them as its
-        split instead of RecBole's unused default ratio split."""
+        when the run is on the CPU (no CUDA device, or an empty ``gpu_id``), and a dataset with
+        fixed split files shows them as its split instead of RecBole's unused default ratio split."""
 
-        if not torch.cuda.is_available():
+        if torch.device(self.final_config_dict["device"]).type == "cpu":
             self.final_config_dict["use_gpu"] = False
         benchmark = self.final_config_dict.get("benchmark_filename")
         if benchmark and isinstance(self.final_config_dict.get("eval_args"), dict):
@@ -93,20 +93,51 @@ class MMConfig(Config):
 
     def _init_device(self):
         if self._distributed is None:
-            return _one_line_errors(super()._init_device)
+            return self._init_single_device()
         return self._init_distributed_device()
+
+    def _init_single_device(self):
+        """RecBole 1.2.1's single-process ``_init_device``, with ``use_gpu`` obeyed.
+
+        RecBole picks the device from ``gpu_id`` alone (``use_gpu=False`` still trained on the
+        GPU, while the printed configuration said ``use_gpu = False``) and always writes
+        ``gpu_id`` into ``CUDA_VISIBLE_DEVICES`` (a scheduler's ``CUDA_VISIBLE_DEVICES=3``
+        became the default ``gpu_id``'s ``0``, and ``--nproc=2`` saw one GPU). Here:
+
+        * ``use_gpu: False``: the CPU; ``CUDA_VISIBLE_DEVICES`` is left as it is.
+        * ``use_gpu: True``: CUDA when a device is visible, else the CPU. ``CUDA_VISIBLE_DEVICES``
+          is set from ``gpu_id`` only when the user gave ``gpu_id`` (config files, ``config_dict``,
+          command line), never from its default; an empty ``gpu_id`` means the CPU (RecBole's rule).
+        """
+
+        config = self.final_config_dict
+        gpu_id = config["gpu_id"]
+        gpu_id = ",".join(map(str, gpu_id)) if isinstance(gpu_id, tuple) else str(gpu_id)
+        config["gpu_id"] = gpu_id
+        use_gpu = bool(config["use_gpu"])
+        given = "gpu_id" in self.external_config_dict
+        if use_gpu and given:
+            os.environ["CUDA_VISIBLE_DEVICES"] = gpu_id
+        cuda = use_gpu and not (given and len(gpu_id) == 0) and torch.cuda.is_available()
+        config["single_spec"] = True
+        config["local_rank"] = 0
+        config["device"] = torch.device("cuda") if cuda else torch.device("cpu")
 
     def _init_distributed_device(self):
         """RecBole's distributed branch of ``_init_device``, which only knows ``nccl`` on
-        ``cuda:<local_rank>``, extended to the CPU: ``gloo`` when no GPU is used."""
+        ``cuda:<local_rank>``, extended to the CPU: ``gloo`` when no GPU is used. Each local rank
+        takes the visible GPU of its number (``CUDA_VISIBLE_DEVICES``, or ``gpu_id`` when given)."""
 
-        _one_line_errors(super()._init_device)  # gpu_id normalisation and the single-process keys
+        self._init_single_device()  # gpu_id normalisation, use_gpu and the single-process keys
         self.final_config_dict.update(self._distributed)
         local_rank = self.final_config_dict["local_rank"]
         use_cuda = self.final_config_dict["device"].type == "cuda"
         if use_cuda and local_rank >= torch.cuda.device_count():
+            given = "gpu_id" in self.external_config_dict
+            visible = (f"gpu_id={self.final_config_dict['gpu_id']!r}" if given
+                       else f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}")
             raise RecboleGTCError(f"--nproc={self.final_config_dict['nproc']}: only {torch.cuda.device_count()} "
-                                  f"GPU(s) visible (gpu_id={self.final_config_dict['gpu_id']!r})")
+                                  f"GPU(s) visible ({visible}); one GPU per process, or --use_gpu=False")
         dist.init_process_group(
             backend="nccl" if use_cuda else "gloo",
             rank=local_rank + self.final_config_dict["offset"],

@@ -291,6 +291,7 @@ def check_cross(values, model):
             f"train_neg_sample_args=None: {model} trains on (user, positive, negative) triples and needs "
             f"negative sampling, e.g. {{distribution: uniform, sample_num: 1}}"
         )
+    check_precision(values, model)
     if model == "GTC":
         if _is_number(values.get("beta_start")) and _is_number(values.get("beta_end")):
             if values["beta_start"] >= values["beta_end"]:
@@ -299,6 +300,45 @@ def check_cross(values, model):
         t, n = values.get("eval_timestep"), values.get("noise_steps")
         if _is_int(t) and _is_int(n) and t >= n:
             raise RecboleGTCError(f"eval_timestep={t!r}: must be < noise_steps={n} (or ~ for noise_steps // 2)")
+
+
+#: RecBole's models that train in mixed precision: one training step under CPU bf16 and fp16
+#: autocast measured finite (LightGCN, NGCF and SGL fail in their sparse products). The
+#: plugin's models say it themselves (``supports_mixed_precision``: GTC and VBPR).
+RECBOLE_MIXED_PRECISION_MODELS = ("BPR",)
+
+
+def mixed_precision_models():
+    """The models ``mixed_precision: bf16 | fp16`` is accepted for, in a stable order."""
+    plugin = [name for name in _PLUGIN_MODELS if getattr(get_model(name), "supports_mixed_precision", False)]
+    return plugin + list(RECBOLE_MIXED_PRECISION_MODELS)
+
+
+def check_precision(values, model):
+    """``mixed_precision`` only for a model that trains in it; RecBole's own switches refused.
+
+    RecBole's ``enable_amp`` is fp16 autocast on CUDA without loss scaling and without the
+    checks below, and ``enable_scaler`` its loss scaling alone; ``mixed_precision`` does both
+    (recbole_gtc.trainer.trainer.MMTrainer)."""
+    if values.get("enable_amp") is True:
+        raise RecboleGTCError("enable_amp=True: RecBole's autocast switch (fp16 on CUDA without loss scaling) is not "
+                              "used by recbole-gtc; use mixed_precision=bf16, or mixed_precision=fp16 on CUDA "
+                              "(with loss scaling)")
+    if values.get("enable_scaler") is True:
+        raise RecboleGTCError("enable_scaler=True: RecBole's loss-scaling switch is not used by recbole-gtc; "
+                              "mixed_precision=fp16 scales the loss itself")
+    mode = values.get("mixed_precision")
+    if mode is None or str(mode).lower() == "none":
+        return
+    allowed = mixed_precision_models()
+    if model not in allowed:
+        raise RecboleGTCError(f"mixed_precision={mode}: {model} does not train in mixed precision (its first backward "
+                              f"fails or it has no training loop of recbole-gtc's); models that do: "
+                              f"{', '.join(allowed)}; use mixed_precision=none")
+    device = values.get("device")
+    if str(mode).lower() == "fp16" and device is not None and getattr(device, "type", str(device)) != "cuda":
+        # fp16 autocast on a CPU is emulated on almost every CPU (slower than float32).
+        raise RecboleGTCError("mixed_precision=fp16 needs a CUDA device; use bf16 on CPU")
 
 
 def check_against_dataset(config, dataset):

@@ -65,6 +65,10 @@ class MultiModalRecommender(CachedEvalScores, GeneralRecommender):
     #: ``{key: rule}`` for :mod:`recbole_gtc.config.validation`: each key's type and range, checked
     #: before the model is built; the model itself does not check them again.
     config_rules = {}
+    #: Whether the model trains under ``mixed_precision: bf16 | fp16`` (autocast). False: its
+    #: sparse products refuse low-precision operands in the first backward, so the
+    #: configuration is refused before training (recbole_gtc.config.validation.check_precision).
+    supports_mixed_precision = False
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)

@@ -12,7 +12,9 @@ block it already holds (softmax, then two products with it), and backward only
 rescales. Each block thus costs exactly three ``(c x d) x (d x n)``-sized matrix
 products (logits, anchor gradient, candidate gradient) and a few elementwise passes;
 no block is recomputed, copied or kept. The logsumexp and the sums run in float32
-whatever the compute dtype, so the loss is safe under ``torch.autocast`` (bf16/fp16).
+whatever the compute dtype, so the loss is safe under ``torch.autocast`` (bf16/fp16);
+fp16 products over many items sum in column spans (:func:`_row_products`). The host reads
+one value from the device per loss (whether the loose shift held), not one per chunk.
 """
 
 import itertools
@@ -20,16 +22,18 @@ import itertools
 import torch
 from torch.autograd.function import once_differentiable
 
+from recbole_gtc.model.layers.precision import autocast_enabled, float32_region
+
 # A row's exponentials are summed after shifting by an upper bound of its logits
 # (no max pass over the block). Terms below float32's normal range (~1e-38, at most n
 # of them) are lost; while the row sum stays above this they are < 1e-6 of it. Below
-# it the chunk is redone with the exact row maximum.
+# it (in any row of any chunk) the loss is redone with the exact row maxima.
 _MIN_SHIFTED_SUM = 1e-25
 
 
 def _compute_dtype(device_type, dtype):
     """The dtype of the big matrix products: autocast's lower precision when autocast is on."""
-    if torch.is_autocast_enabled(device_type):
+    if autocast_enabled(device_type):
         return torch.get_autocast_dtype(device_type)
     return dtype
 
@@ -80,6 +84,38 @@ def _shifted_exp(sa1, q1, pos, start, targets, bound):
     return block.exp_(), applied
 
 
+#: fp16 products sum at most this many columns at once, then add the partial sums in float32:
+#: with the exact row maximum every exp is at most 1 and every candidate entry at most 1 in
+#: magnitude, so a partial sum stays below fp16's largest value (65,504). One product over
+#: more columns overflowed from about 65k near-equal items (an infinite loss, wrong gradients).
+_FP16_SPAN = 32768
+
+
+def _row_products(block, q1, acc):
+    """``block @ q1``, ``(c, n) x (n, d + 1)``, in the accumulation dtype ``acc``; in fp16 over
+    column spans of at most :data:`_FP16_SPAN` whose partial sums add in ``acc``."""
+    n = block.shape[1]
+    if block.dtype != torch.float16 or n <= _FP16_SPAN:
+        return (block @ q1).to(acc)
+    out = (block[:, :_FP16_SPAN] @ q1[:_FP16_SPAN]).to(acc)
+    for j in range(_FP16_SPAN, n, _FP16_SPAN):
+        out += (block[:, j:j + _FP16_SPAN] @ q1[j:j + _FP16_SPAN]).to(acc)
+    return out
+
+
+def _column_products(block, a_c, inv, compute, acc):
+    """``block^T (a_c * inv)``, ``(n, d)`` in ``acc``, the candidates' gradient of one chunk
+    (low precision products). In fp16 the rows' factors ``inv`` (1 / row sum, down to 1/n)
+    would leave fp16's normal range at large n, so the chunk's factors are multiplied by one
+    power of two that puts the largest in [0.5, 1), divided out again in ``acc`` (exact)."""
+    if compute != torch.float16:
+        return (block.T @ (a_c * inv.unsqueeze(1)).to(compute)).to(acc)
+    _, exponent = torch.frexp(inv.max())
+    lift = torch.pow(2.0, -exponent.to(acc))
+    rows = a_c * (inv * lift).unsqueeze(1)
+    return (block.T @ rows.to(compute)).to(acc) / lift
+
+
 class FusedChunkedCE(torch.autograd.Function):
     """``mean_i [logsumexp_j L_ij - L_i,t_i]`` with ``L_ij = s <a_i, q_j>`` and ``L_i,t_i = s <a_i, p_i>``.
 
@@ -112,7 +148,7 @@ class FusedChunkedCE(torch.autograd.Function):
         if torch.float64 in (anchor.dtype, candidates.dtype, positives.dtype):
             compute = torch.float64
         acc = torch.float64 if compute == torch.float64 else torch.float32
-        with torch.autocast(device_type, enabled=False):
+        with float32_region(device_type):
             s = scale.detach().to(acc)
             a = anchor.detach().to(acc)
             p = positives.detach().to(acc)
@@ -125,6 +161,7 @@ class FusedChunkedCE(torch.autograd.Function):
             bound = torch.maximum(s.abs() * a.norm(dim=1) * q.norm(dim=1).max(), pos)
             exact_max = compute == torch.float16  # fp16's range is too small for a loose shift
             lse = torch.empty(r, dtype=acc, device=device)
+            transposed = False
             if with_grad:
                 grad_a = torch.empty(r, d, dtype=acc, device=device)
                 # Float32 keeps the candidates' gradient transposed, (d, n): a^T E runs ~1.5x faster
@@ -133,39 +170,53 @@ class FusedChunkedCE(torch.autograd.Function):
                 grad_q = torch.zeros((d, n) if transposed else (n, d), dtype=acc, device=device)
                 coef = torch.empty(r, dtype=acc, device=device)
                 grad_s = torch.zeros((), dtype=acc, device=device)
-            for start in range(0, r, chunk_size):
-                stop = min(start + chunk_size, r)
-                tgt = None if targets is None else targets[start:stop]
-                sa1_c = sa1[start:stop]
-                for attempt_exact in ((True,) if exact_max else (False, True)):
+
+            def sweep(exact):
+                """Every chunk, shifted by the loose ``bound`` or (``exact``) the exact row maxima.
+                Returns whether every row's shifted sum stayed in range: a device tensor, which the
+                caller reads once per loss (each read waits for the device), not once per chunk."""
+                ok = torch.ones((), dtype=torch.bool, device=device)
+                if with_grad:
+                    grad_q.zero_()
+                    grad_s.zero_()
+                for start in range(0, r, chunk_size):
+                    stop = min(start + chunk_size, r)
+                    tgt = None if targets is None else targets[start:stop]
                     block, applied = _shifted_exp(
-                        sa1_c, q1, pos[start:stop], start, tgt, None if attempt_exact else bound[start:stop]
+                        sa1[start:stop], q1, pos[start:stop], start, tgt, None if exact else bound[start:stop]
                     )
                     e_t = _take_targets(block, start, tgt).to(acc)  # (c,) the positive's exp
                     if with_grad:
                         _put_targets(block, torch.zeros_like(e_t), start, tgt)  # the target is not a q_j
-                        out = (block @ q1).to(acc)  # (c, d + 1): [sum_{j != t} E_ij q_j, sum_{j != t} E_ij]
+                        # (c, d + 1): [sum_{j != t} E_ij q_j, sum_{j != t} E_ij]
+                        out = _row_products(block, q1, acc)
                         total = out[:, d] + e_t
                     else:
                         total = block.sum(dim=1, dtype=acc)
-                    # A loose shift can push every exp below float32's range: redo with the exact maximum.
-                    if attempt_exact or bool((total >= _MIN_SHIFTED_SUM).all()):
-                        break
-                lse[start:stop] = applied + total.log()
-                if not with_grad:
-                    continue
-                inv = 1.0 / total  # (c,) the softmax is E * inv, row-wise
-                rq = out[:, :d] * inv.unsqueeze(1)  # (c, d) sum_{j != t} softmax_ij q_j
-                a_c = a[start:stop]
-                # d loss_i / d L_ij = softmax_ij - [j = t_i]; chain through L_ij = s <a_i, q_j>.
-                if transposed:
-                    grad_q.addmm_((a_c * inv.unsqueeze(1)).T, block)
-                else:
-                    grad_q += (block.T @ (a_c * inv.unsqueeze(1)).to(compute)).to(acc)
-                c_t = e_t * inv - 1.0  # softmax at the target minus one
-                grad_a[start:stop] = rq + c_t.unsqueeze(1) * p[start:stop]
-                coef[start:stop] = c_t
-                grad_s += (a_c * rq).sum() + (c_t * pos_raw[start:stop]).sum()
+                    if not exact:
+                        ok = ok & (total >= _MIN_SHIFTED_SUM).all()
+                    lse[start:stop] = applied + total.log()
+                    if not with_grad:
+                        continue
+                    inv = 1.0 / total  # (c,) the softmax is E * inv, row-wise
+                    rq = out[:, :d] * inv.unsqueeze(1)  # (c, d) sum_{j != t} softmax_ij q_j
+                    a_c = a[start:stop]
+                    # d loss_i / d L_ij = softmax_ij - [j = t_i]; chain through L_ij = s <a_i, q_j>.
+                    if transposed:
+                        grad_q.addmm_((a_c * inv.unsqueeze(1)).T, block)
+                    else:
+                        grad_q.add_(_column_products(block, a_c, inv, compute, acc))
+                    c_t = e_t * inv - 1.0  # softmax at the target minus one
+                    grad_a[start:stop] = rq + c_t.unsqueeze(1) * p[start:stop]
+                    coef[start:stop] = c_t
+                    grad_s.add_((a_c * rq).sum() + (c_t * pos_raw[start:stop]).sum())
+                return ok
+
+            # A loose shift can push all of a row's exps below float32's range: then the loss is
+            # redone with the exact row maxima (rare: a huge logit scale).
+            ok = sweep(exact=exact_max)
+            if not exact_max and not bool(ok):
+                sweep(exact=True)
             loss = (lse - pos).mean()
         if with_grad:
             if transposed:
@@ -209,7 +260,10 @@ def _check_rows(rows, n):
     if rows is None:
         return None
     rows = torch.as_tensor(rows, dtype=torch.long)
-    if rows.dim() != 1 or rows.numel() == 0 or int(rows.min()) < 0 or int(rows.max()) >= n:
+    if rows.dim() != 1 or rows.numel() == 0:
+        raise ValueError(f"rows must be a non-empty 1-D index into {n} rows")
+    low, high = torch.stack([rows.min(), rows.max()]).cpu().tolist()  # one read from the device
+    if low < 0 or high >= n:
         raise ValueError(f"rows must be a non-empty 1-D index into {n} rows")
     return rows
 

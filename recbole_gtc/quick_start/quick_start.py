@@ -142,10 +142,7 @@ def end_of_run(run, exc):
 
 def _train_and_test(config, run, saved, test=True, after_fit=None):
     init_seed(config["seed"], config["reproducibility"])
-    # RecBole's init_seed only pins cuDNN. On CPU the backward of advanced indexing
-    # (index_put with accumulate) is multi-threaded and not bitwise reproducible, so
-    # the same seed could give different numbers; torch's deterministic kernels fix it.
-    torch.use_deterministic_algorithms(bool(config["reproducibility"]), warn_only=True)
+    use_deterministic_kernels(config)
     init_run_logger(config, run.log_file)
     logger = getLogger()
     logger.info(sys.argv)
@@ -208,6 +205,27 @@ def _train_and_test(config, run, saved, test=True, after_fit=None):
     result["summary"] = summary_line(result)
     run.set_result(result)  # run.json's "result", written when the run finishes
     return result
+
+
+#: cuBLAS's workspace setting for reproducible results (NVIDIA's cuBLAS documentation, "Results
+#: reproducibility"; torch's deterministic mode warns without it).
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+def use_deterministic_kernels(config):
+    """Torch's deterministic kernels when ``reproducibility`` is on, off otherwise.
+
+    RecBole's ``init_seed`` only pins cuDNN. On CPU the backward of advanced indexing
+    (index_put with accumulate) is multi-threaded and not bitwise reproducible, so the same
+    seed could give different numbers; torch's deterministic kernels fix it. On CUDA cuBLAS
+    is deterministic only with ``CUBLAS_WORKSPACE_CONFIG`` set before its first use, so a CUDA
+    run sets it (unless the environment already does); a CPU run, and importing the package,
+    leave the environment alone.
+    """
+    deterministic = bool(config["reproducibility"])
+    if deterministic and torch.device(config["device"]).type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
 
 def steady_epochs(epoch_seconds):

@@ -273,6 +273,13 @@ def load_data(checkpoint, data_path=None, allow_dataset_change=False):
     device = config["device"]
     if device is None or (torch.device(device).type == "cuda" and not torch.cuda.is_available()):
         config["device"] = torch.device("cpu")  # a GPU run scored on a machine without one
+    if not config["single_spec"]:
+        # A checkpoint of a multi-process run (--nproc) stores its rank's configuration, whose
+        # training loader would ask for the process group; scoring is one process's work.
+        config["single_spec"] = True
+        config["local_rank"] = 0
+        if torch.device(config["device"]).type == "cuda":
+            config["device"] = torch.device("cuda")
 
     # The run's seeding: a ratio split with random order draws from torch's generator, so the
     # training split (whose items are excluded) is the run's only if seeded alike.

@@ -5,12 +5,12 @@ each tuning trial) owns a folder ``<checkpoint_dir>/<run_id>/``, with ``run_id``
 ``<model>-<dataset>-<YYYYmmdd-HHMMSS>-<pid>-<random>``, unique even for runs started
 in the same second in the same folder. The folder holds:
 
-* ``run.json``: model, dataset, the configuration (``config``: every key that decides the
-  run's numbers, as JSON values), its fingerprint, ``dataset_digest`` (of the dataset files
-  alone: ``--recommend`` checks it), the state (``running | finished | failed |
-  interrupted``; ``interrupted``: a Ctrl-C or a full disk, resumable), ``error`` (why it
-  failed or stopped), the last process id that wrote it (information only) and, once trained,
-  ``result``: what
+* ``run.json``: model, dataset, the device type (``device``: ``cpu`` or ``cuda``), the
+  configuration (``config``: every key that decides the run's numbers, as JSON values), its
+  fingerprint, ``dataset_digest`` (of the dataset files alone: ``--recommend`` checks it), the
+  state (``running | finished | failed | interrupted``; ``interrupted``: a Ctrl-C or a full
+  disk, resumable), ``error`` (why it failed or stopped), the last process id that wrote it
+  (information only) and, once trained, ``result``: what
   :func:`recbole.quick_start.run_recbole` returns (``best_valid_score``,
   ``valid_score_bigger``, ``best_valid_result``, ``test_result``; the last two
   metric -> value, ``{}`` for a run that is not tested) plus ``epochs``,
@@ -74,8 +74,8 @@ RESULT_KEYS = ("best_valid_score", "valid_score_bigger", "best_valid_result", "t
                "epochs", "train_seconds_per_epoch", "epoch_seconds")
 
 #: Keys that never change a run's numbers (where files go, how much is printed, the
-#: device string RecBole derives); everything else in the final configuration is
-#: part of the fingerprint.
+#: device string RecBole derives: the fingerprint holds its type, :func:`device_kind`);
+#: everything else in the final configuration is part of the fingerprint.
 VOLATILE_KEYS = frozenset({
     "checkpoint_dir", "data_path", "show_progress", "state", "log_wandb", "wandb_project",
     "save_dataset", "save_dataloaders", "dataset_save_path", "dataloaders_save_path",
@@ -140,7 +140,8 @@ def json_value(value):
 
 
 def fingerprint(config, data_digest=False):
-    """sha1 of the result-relevant configuration, the dataset files and the library versions.
+    """sha1 of the result-relevant configuration, the dataset files, the library versions and,
+    for a run on a GPU, the device type (:func:`device_kind`; CPU runs hash as they always did).
 
     Two runs with the same fingerprint train the same model the same way on the same
     data; ``--resume`` continues only a run with the same fingerprint. ``data_digest``: the
@@ -155,7 +156,19 @@ def fingerprint(config, data_digest=False):
         "dataset": data_digest,
         "versions": [__version__, recbole.__version__, torch.__version__],
     }
+    kind = device_kind(config)
+    if kind != "cpu":
+        # A GPU run's numbers (kernels, seconds per epoch) are not a CPU run's: a study never
+        # reuses one for the other and --resume never continues one as the other. CPU runs
+        # hash as before, so the caches of finished CPU runs stay valid.
+        payload["device"] = kind
     return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def device_kind(config):
+    """The type of the run's device, ``cpu`` or ``cuda`` (its index never changes the numbers)."""
+    device = config["device"]
+    return torch.device(device).type if device is not None else "cpu"
 
 
 def save_per_user(path, users, values):
@@ -293,8 +306,9 @@ class Run:
         if resume is None or resume is False:
             run_dir = os.path.join(root, new_run_id(config["model"], config["dataset"]))
             check_output_dir(run_dir, "checkpoint_dir")
-            meta = {"model": config["model"], "dataset": config["dataset"], "fingerprint": digest,
-                    "dataset_digest": data_digest, "saved": bool(saved), "config": config_values(config)}
+            meta = {"model": config["model"], "dataset": config["dataset"], "device": device_kind(config),
+                    "fingerprint": digest, "dataset_digest": data_digest, "saved": bool(saved),
+                    "config": config_values(config)}
             run = cls(run_dir, digest, meta, lock=_try_lock(run_dir))
             run._write_meta("running")
             run._reserve()
@@ -526,6 +540,10 @@ def _check_resumable(path, config, digest, saved=True):
         theirs = meta.get("config", {})
         if meta.get("model") != config["model"]:
             why = f"it is a {meta.get('model')} run, not {config['model']}"
+        elif meta.get("device", "cpu") != device_kind(config):
+            theirs_on = meta.get("device", "cpu")
+            how = "resume it with --use_gpu=False" if theirs_on == "cpu" else "resume it where a GPU is visible"
+            why = f"it was trained on {theirs_on}, this run is on {device_kind(config)} ({how})"
         elif meta.get("dataset") != config["dataset"]:
             why = f"it was trained on dataset {meta.get('dataset')}, not {config['dataset']}"
         else:

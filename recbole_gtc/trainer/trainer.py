@@ -4,6 +4,7 @@ checkpoints, resume, and a per-epoch hook for the model."""
 import contextlib
 import random
 import time
+import types
 import warnings
 
 import numpy as np
@@ -14,6 +15,7 @@ from recbole.trainer import Trainer
 from recbole.utils import ModelType
 from recbole.utils import get_trainer as recbole_get_trainer
 from torch.nn.parallel import DistributedDataParallel
+from torch.nn.utils.clip_grad import clip_grad_norm_
 from torch.utils.tensorboard import SummaryWriter
 
 from recbole_gtc.evaluator.per_user import PerUserRecorder
@@ -148,13 +150,19 @@ class RunTrainerMixin(PerUserRecorder):
             "optimizer": self.optimizer.state_dict(),
             "rng": _rng_state(generator),
         }
+        scaler = getattr(self, "scaler", None)
+        if scaler is not None and scaler.is_enabled():
+            state["scaler"] = scaler.state_dict()  # fp16's loss scale: plain numbers
         atomic_save(state, self.run.resume_checkpoint)
         self.run.saved_epoch = epoch_idx
 
     def resume(self, path):
         """Continue from ``last.pth``: the next epoch is the one after the saved one."""
         try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
+            # On the CPU whatever the run's device: the random states must stay CPU tensors
+            # (torch.set_rng_state and .numpy() refuse CUDA ones); load_state_dict copies the
+            # weights and the optimizer's state onto the parameters' device.
+            state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # a damaged file: refuse clearly, never train from half a state
             raise RecboleGTCError(f"{path}: unreadable checkpoint ({str(exc).splitlines()[0][:120]})") from None
         if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT \
@@ -172,6 +180,9 @@ class RunTrainerMixin(PerUserRecorder):
         self.best_valid_result = state["best_valid_result"] or None
         self.train_loss_dict = dict(state["train_loss_dict"])
         self.epoch_seconds = list(state["epoch_seconds"])
+        scaler = getattr(self, "scaler", None)
+        if scaler is not None and scaler.is_enabled() and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         _set_rng_state(state["rng"], getattr(self.train_data, "generator", None))
         self.run.saved_epoch = state["epoch"]
         self.logger.info(f"Resumed {path}: training continues at epoch {self.start_epoch}")
@@ -183,32 +194,39 @@ class MMTrainer(RunTrainerMixin, Trainer):
 
     GTC needs it to re-draw the padding of its user-user graph once per epoch;
     RecBole's trainer has no such hook. It also records each training epoch's
-    wall-clock seconds in ``epoch_seconds`` (for side-by-side cost comparisons).
-    Everything else is RecBole's trainer, so baselines trained with it behave
-    exactly as under RecBole.
+    wall-clock seconds in ``epoch_seconds`` (for side-by-side cost comparisons), and
+    trains in ``mixed_precision`` (:func:`_amp_dtype`). Everything else is RecBole's
+    trainer, so baselines trained with it behave exactly as under RecBole.
+
+    Loss scaling (fp16): RecBole 1.2.1 makes a new ``torch.cuda.amp.GradScaler`` every epoch
+    (its scale found again from 65,536 each time) and clips the *scaled* gradients, so with
+    ``clip_grad_norm`` every update was about the scale factor too small. Here the trainer keeps
+    one scaler (``scaler``; saved with ``--resume``'s state) and the gradients are unscaled
+    before they are clipped (:func:`_scaled_steps`).
     """
 
     def __init__(self, config, model):
         super().__init__(config, model)
         self.epoch_seconds = []
         self.amp_dtype = _amp_dtype(config["mixed_precision"], self.device.type)
-        if self.amp_dtype is not None:
-            # RecBole's _train_epoch already wraps the loss in torch.autocast(enabled=enable_amp)
-            # and steps through a GradScaler(enabled=enable_scaler); only the dtype is ours.
-            self.enable_amp = True
-            self.enable_scaler = self.amp_dtype == torch.float16  # fp16 needs loss scaling (CUDA only)
-            if self.device.type == "cpu" and torch.backends.cpu.get_cpu_capability() != "AVX512":
-                # Without AVX-512 kernels (an AVX2 CPU, or the AVX2 pin) bf16 is emulated: several times slower.
-                self.logger.warning("mixed_precision on CPU without AVX-512 kernels is slow; use an AVX-512 BF16 "
-                                    "CPU without RECBOLE_GTC_CPU_KERNELS=avx2")
+        # RecBole's _train_epoch wraps the loss in torch.autocast(enabled=enable_amp) and steps
+        # through a GradScaler(enabled=enable_scaler); the dtype and the scaler are ours.
+        self.enable_amp = self.amp_dtype is not None
+        self.enable_scaler = self.amp_dtype == torch.float16  # fp16 needs loss scaling
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.enable_scaler)
+        message = _amp_warning(self.amp_dtype, self.device)
+        if message:
+            self.logger.warning(message)
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         start = time.perf_counter()
         hook = getattr(self.model, "on_epoch_start", None)
         if callable(hook):
             hook(epoch_idx)
-        with _autocast_dtype(self.device.type, self.amp_dtype):
+        with _autocast_dtype(self.device.type, self.amp_dtype), _scaled_steps(self):
             loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # the epoch's last kernels are part of its time
         self.epoch_seconds.append(time.perf_counter() - start)
         return loss
 
@@ -236,6 +254,26 @@ def _refuse_non_finite(model, epoch):
                               f"not saved")
 
 
+@contextlib.contextmanager
+def _scaled_steps(trainer):
+    """For RecBole's ``_train_epoch``: ``trainer.scaler`` as its GradScaler (one for the whole
+    run, on the trainer's device type), and gradients unscaled before ``clip_grad_norm_``
+    (``GradScaler.unscale_``, as torch's AMP recipe does; a no-op when loss scaling is off)."""
+    scaler = trainer.scaler
+
+    def clip(parameters, *args, **kwargs):
+        scaler.unscale_(trainer.optimizer)
+        return clip_grad_norm_(parameters, *args, **kwargs)
+
+    originals = recbole_trainer.amp, recbole_trainer.clip_grad_norm_
+    recbole_trainer.amp = types.SimpleNamespace(GradScaler=lambda *args, **kwargs: scaler)
+    recbole_trainer.clip_grad_norm_ = clip
+    try:
+        yield
+    finally:
+        recbole_trainer.amp, recbole_trainer.clip_grad_norm_ = originals
+
+
 def _same_on_every_rank(valid_score, epoch_idx):
     """Every rank of a multi-process run evaluates every user with identical weights, so the
     validation scores, and with them early stopping, must agree; a rank that stopped alone
@@ -256,9 +294,25 @@ def _amp_dtype(mode, device_type):
     if key not in _AMP_DTYPES:
         raise RecboleGTCError(f"mixed_precision={mode!r}: must be none, bf16 or fp16")
     if key == "fp16" and device_type != "cuda":
-        # RecBole's GradScaler is CUDA-only; fp16 without loss scaling underflows gradients.
+        # fp16 autocast on a CPU is emulated on almost every CPU (slower than float32).
         raise RecboleGTCError("mixed_precision=fp16 needs a CUDA device; use bf16 on CPU")
     return _AMP_DTYPES[key]
+
+
+def _amp_warning(dtype, device):
+    """A warning for mixed precision where it runs emulated (slower than float32), or None."""
+    if dtype != torch.bfloat16:
+        return None
+    if device.type == "cpu" and torch.backends.cpu.get_cpu_capability() != "AVX512":
+        # Without AVX-512 kernels (an AVX2 CPU, or the AVX2 pin) bf16 is emulated: several times slower.
+        return ("mixed_precision on CPU without AVX-512 kernels is slow; use an AVX-512 BF16 "
+                "CPU without RECBOLE_GTC_CPU_KERNELS=avx2")
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        if major < 8:  # bf16 tensor cores arrived with Ampere (compute capability 8.0)
+            return (f"mixed_precision=bf16 on {torch.cuda.get_device_name(device)} (compute capability "
+                    f"{major}.{minor}, before Ampere) is emulated and slower than float32; use fp16 or none")
+    return None
 
 
 @contextlib.contextmanager

@@ -32,6 +32,7 @@ from recbole_gtc.model.general_recommender.dragon import DRAGON
 from recbole_gtc.model.layers.denoiser import ConditionalDenoiser
 from recbole_gtc.model.layers.diffusion import GaussianDiffusion
 from recbole_gtc.model.layers.gate import similarity_gate
+from recbole_gtc.model.layers.precision import float32_region
 from recbole_gtc.model.layers.sparse import sparse_mm, to_csr, transpose_csr
 from recbole_gtc.model.loss import pairwise_infonce_loss, symile_loss
 from recbole_gtc.utils.errors import RecboleGTCError
@@ -75,6 +76,9 @@ class GTC(DRAGON):
         use_gate=boolean(),
         train_denoiser=boolean(),
     )
+    #: ``mixed_precision: bf16 | fp16`` is accepted (recbole_gtc.config.validation.check_precision): the
+    #: sparse products and the diffusion filter run in float32 inside the autocast region.
+    supports_mixed_precision = True
     #: User-item propagation hops (hard-coded 2 in the released code).
     n_layers = 2
 
@@ -131,7 +135,7 @@ class GTC(DRAGON):
         mixed precision: the diffusion filter amplifies their rounding (see :meth:`denoise`), and
         bf16 projections put a step's gradients measurably further from float32's at almost no
         saving (docs/performance.md, "bf16 accuracy")."""
-        with torch.autocast(self.item_id_embedding.weight.device.type, enabled=False):
+        with float32_region(self.item_id_embedding.weight.device.type):
             return super().content_views()
 
     def denoise(self, content, cond):
@@ -150,7 +154,7 @@ class GTC(DRAGON):
         # is x_t / sqrt(abar_t) - sqrt(1/abar_t - 1) eps_hat, two terms larger than the content
         # that cancel, so a bf16 rounding of eps_hat (2^-9 relative) reaches G_m amplified
         # (measured in docs/performance.md, "bf16 accuracy").
-        with torch.autocast(cond.device.type, enabled=False):
+        with float32_region(cond.device.type):
             # cond, the ID embedding, is a parameter: autocast leaves it in the model's dtype.
             content = {m: c.to(cond.dtype) for m, c in content.items()}
             n, d = cond.shape
@@ -184,7 +188,7 @@ class GTC(DRAGON):
 
         # Steps 4-6 (DRAGON's), in float32 even under mixed precision: sparse products are
         # memory-bound (nothing to gain) and their backward refuses mixed dtypes.
-        with torch.autocast(e.device.type, enabled=False):
+        with float32_region(e.device.type):
             h_users, h_items = self.propagate_views([e_gated.float()] + [c.float() for c in content])
         return {"user": h_users, "item": h_items, "id": e, "denoised": denoised, "diff_loss": diff_loss}
 

@@ -26,6 +26,8 @@ class VBPR(MultiModalRecommender):
     """
 
     required_keys = ("embedding_size", "reg_weight")
+    #: ``mixed_precision: bf16 | fp16`` is accepted (recbole_gtc.config.validation.check_precision).
+    supports_mixed_precision = True
     config_rules = MMREC_KEYS
 
     def __init__(self, config, dataset):
