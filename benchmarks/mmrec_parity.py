@@ -127,6 +127,8 @@ def table(records, models, sets, seeds):
     """Markdown rows: per model, set and variant of this package, the seeds both sides finished."""
     lines = ["| model | data | variant | seeds | MMRec | here | here / MMRec | Welch p | mean best epoch MMRec / here |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    per_seed = ["", "| model | data | run | " + " | ".join(str(s) for s in seeds) + " |",
+                "|---|---|---|" + "---:|" * len(seeds)]
     for model in models:
         for name in sets:
             def pick(impl, extra=None):
@@ -135,7 +137,8 @@ def table(records, models, sets, seeds):
                 return [rows[s] for s in seeds if s in rows]
             ref = pick("mmrec")
             variants = sorted({json.dumps(r.get("extra", {}), sort_keys=True) for r in records
-                               if r["impl"] == "ours" and r["model"] == model and r["dataset"] == name})
+                               if r["impl"] == "ours" and r["model"] == model and r["dataset"] == name},
+                              key=lambda v: (v != "{}", v))  # the defaults first
             for variant in variants:
                 here = pick("ours", json.loads(variant))
                 common = sorted({r["seed"] for r in ref} & {r["seed"] for r in here})
@@ -146,12 +149,18 @@ def table(records, models, sets, seeds):
                 best_mm = statistics.mean(r["best_epoch"] for r in ref if r["seed"] in common)
                 best_here = [r["best_epoch"] for r in here if r["seed"] in common]
                 best_here = "n/a" if None in best_here else f"{statistics.mean(best_here):.1f}"
+                runs = ([("MMRec", ref)] if variant == variants[0] else []) + [
+                    ("here" + ("" if variant == "{}" else " " + variant), here)]
+                for label, rows in runs:
+                    values = {r["seed"]: r["test_recall20"] for r in rows}
+                    per_seed.append(f"| {model} | {name} | {label} | "
+                                    + " | ".join(f"{values[s]:.4f}" if s in values else "" for s in seeds) + " |")
                 lines.append(
                     f"| {model} | {name} | {variant if variant != '{}' else 'default'} | {len(common)} "
                     f"| {statistics.mean(a):.4f} ± {statistics.stdev(a):.4f} "
                     f"| {statistics.mean(b):.4f} ± {statistics.stdev(b):.4f} | {statistics.mean(b) / statistics.mean(a):.2f} "
                     f"| {welch(a, b):.2f} | {best_mm:.1f} / {best_here} |")
-    return "\n".join(lines)
+    return "\n".join(lines + per_seed)
 
 
 def main(argv=None):

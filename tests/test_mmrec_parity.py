@@ -23,7 +23,8 @@ def test_table_pairs_seeds_and_tests_the_difference():
     records += [rec("ours", 999 + i, v, best=2) for i, v in enumerate(here)]
     records += [rec("ours", 999, 0.07, {"eval_noise": "fresh"})]  # one seed only: no row
     out = table(records, ["LGMRec"], ["sparse"], [999, 1000, 1001, 1002, 1003])
-    rows = [line for line in out.splitlines() if line.startswith("| LGMRec")]
+    summary, per_seed = out.split("\n\n")
+    rows = [line for line in summary.splitlines() if line.startswith("| LGMRec")]
     assert len(rows) == 1
     cells = [c.strip() for c in rows[0].strip("|").split("|")]
     assert cells[2:4] == ["default", "4"]
@@ -31,6 +32,9 @@ def test_table_pairs_seeds_and_tests_the_difference():
     assert cells[6] == f"{mean_here / mean_mm:.2f}"
     assert cells[7] == f"{stats.ttest_ind(mm, here[:4], equal_var=False).pvalue:.2f}"
     assert cells[8] == "0.0 / 2.0"
+    mm_row, here_row = [line for line in per_seed.splitlines() if line.startswith("| LGMRec")]
+    assert here_row.endswith("| 0.0970 | 0.5000 |")  # every seed of the run, paired or not
+    assert "MMRec" in mm_row and mm_row.endswith("| 0.0950 |  |")
 
 
 @pytest.mark.parametrize("name", sorted(DATASETS))
