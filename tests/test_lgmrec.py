@@ -26,8 +26,9 @@ def test_hypergraph_step_matches_the_dense_formula(n_layers):
     assert torch.allclose(users, h_users @ h_items.T @ torch.linalg.matrix_power(item_item, n_layers - 1) @ emb)
 
 
-def _dense_forward(model, dataset):
-    """The whole LGMRec forward pass (eval mode) written with dense float64 matrices."""
+def _dense_forward(model, dataset, fresh=False):
+    """The whole LGMRec forward pass (eval mode) written with dense float64 matrices; Gumbel noise
+    from ``eval_noise_seed``, or (``fresh``) from the global RNG as the released code draws it."""
     users, items = model.training_pairs(dataset)
     n_u, n_i = model.n_users, model.n_items
     r = torch.zeros(n_u, n_i, dtype=torch.float64)
@@ -46,7 +47,7 @@ def _dense_forward(model, dataset):
     cge = torch.stack(layers).mean(0)
     local = cge.clone()
     user_deg = r.sum(1, keepdim=True)
-    gen = torch.Generator().manual_seed(int(model.eval_noise_seed))
+    gen = None if fresh else torch.Generator().manual_seed(int(model.eval_noise_seed))
     global_emb = 0
     for m in model.modalities:
         x = getattr(model, f"feat_{m}").double()
@@ -98,3 +99,28 @@ def test_training_is_stochastic(tmp_path):
     model, _ = _build(tmp_path)
     model.train()
     assert not torch.equal(model.forward()["user"], model.forward()["user"])
+
+
+def test_fresh_eval_noise_is_the_released_evaluation(tmp_path):
+    """``eval_noise: fresh`` (MMRec's evaluation): no dropout, new Gumbel noise from the global RNG
+    at every evaluation, so two evaluations of the same weights differ; ``fixed`` repeats itself."""
+    model, train_data = _build(tmp_path, eval_noise="fresh")
+    model.eval()
+    everyone = {"user_id": torch.arange(N_USERS + 1)}
+    torch.manual_seed(5)
+    first = model.full_sort_predict(everyone)
+    torch.manual_seed(5)
+    users, items = _dense_forward(model, train_data.dataset, fresh=True)
+    assert torch.allclose(first.double(), users @ items.T, atol=1e-4)
+    model.train()  # a training step in between invalidates the cached evaluation
+    model.eval()
+    assert not torch.allclose(model.full_sort_predict(everyone), first, atol=1e-4)
+
+    model.eval_noise = "fixed"
+    model.train()
+    model.eval()
+    fixed = model.full_sort_predict(everyone)
+    model.train()
+    model.eval()
+    torch.manual_seed(6)  # the global RNG plays no part
+    assert torch.equal(model.full_sort_predict(everyone), fixed)

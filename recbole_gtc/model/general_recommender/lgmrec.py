@@ -93,9 +93,10 @@ class LGMRec(MultiModalRecommender):
     """
 
     required_keys = ("embedding_size", "feat_embed_dim", "cf_model", "n_ui_layers", "n_mm_layers", "n_hyper_layer",
-                     "hyper_num", "keep_rate", "alpha", "cl_weight", "reg_weight", "tau", "eval_noise_seed")
+                     "hyper_num", "keep_rate", "alpha", "cl_weight", "reg_weight", "tau", "eval_noise",
+                     "eval_noise_seed")
     config_rules = dict(MMREC_KEYS, cf_model=choice("lightgcn", "mf"), tau=number(0, low_open=True),
-                        eval_noise_seed=integer(0))
+                        eval_noise=choice("fixed", "fresh"), eval_noise_seed=integer(0))
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -158,14 +159,17 @@ class LGMRec(MultiModalRecommender):
     def forward(self):
         """Full-graph forward pass.
 
-        Training draws fresh Gumbel noise and hyperedge dropout; evaluation uses Gumbel noise
-        from the fixed ``eval_noise_seed`` and no dropout, so scores are deterministic.
+        Training draws fresh Gumbel noise and hyperedge dropout. Evaluation has no dropout and,
+        with ``eval_noise: fixed``, Gumbel noise from ``eval_noise_seed``, so the scores of given
+        weights never change; ``eval_noise: fresh`` draws new noise from the global RNG at every
+        evaluation, as the released code does (its scores change from call to call).
 
         Returns:
             dict: ``user`` ``(U, d)``, ``item`` ``(I, d)`` final embeddings and ``hyper``, per
             modality ``(users (U, d), items (I, d))`` global embeddings.
         """
-        generator = None if self.training else torch.Generator().manual_seed(int(self.eval_noise_seed))
+        fixed = not self.training and self.eval_noise == "fixed"
+        generator = torch.Generator().manual_seed(int(self.eval_noise_seed)) if fixed else None
         cge = self.collaborative()
         local = cge
         for m in self.modalities:

@@ -1,0 +1,45 @@
+"""benchmarks/mmrec_parity.py's bookkeeping (the runs themselves need MMRec's code and hours)."""
+
+import pytest
+from scipy import stats
+
+from benchmarks.mmrec_parity import DATASETS, first_best_epoch, table
+
+
+def test_selection_is_mmrecs_first_best_epoch():
+    # MMRec keeps the first of tied best validation scores (RecBole's >= would take epoch 3).
+    assert first_best_epoch([0.10, 0.12, 0.11, 0.12, 0.09]) == 1
+    assert first_best_epoch([0.3]) == 0
+
+
+def test_table_pairs_seeds_and_tests_the_difference():
+    def rec(impl, seed, value, extra=None, best=0):
+        return dict(impl=impl, model="LGMRec", dataset="sparse", seed=seed, test_recall20=value,
+                    best_epoch=best, epochs=best + 22, extra=extra or {})
+
+    mm = [0.090, 0.080, 0.085, 0.095]
+    here = [0.092, 0.081, 0.083, 0.097, 0.5]  # seed 1003 has no MMRec run: left out
+    records = [rec("mmrec", 999 + i, v) for i, v in enumerate(mm)]
+    records += [rec("ours", 999 + i, v, best=2) for i, v in enumerate(here)]
+    records += [rec("ours", 999, 0.07, {"eval_noise": "fresh"})]  # one seed only: no row
+    out = table(records, ["LGMRec"], ["sparse"], [999, 1000, 1001, 1002, 1003])
+    summary, per_seed = out.split("\n\n")
+    rows = [line for line in summary.splitlines() if line.startswith("| LGMRec")]
+    assert len(rows) == 1
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert cells[2:4] == ["default", "4"]
+    mean_mm, mean_here = sum(mm) / 4, sum(here[:4]) / 4
+    assert cells[6] == f"{mean_here / mean_mm:.2f}"
+    assert cells[7] == f"{stats.ttest_ind(mm, here[:4], equal_var=False).pvalue:.2f}"
+    assert cells[8] == "0.0 / 2.0"
+    mm_row, here_row = [line for line in per_seed.splitlines() if line.startswith("| LGMRec")]
+    assert here_row.endswith("| 0.0970 | 0.5000 |")  # every seed of the run, paired or not
+    assert "MMRec" in mm_row and mm_row.endswith("| 0.0950 |  |")
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_planted_sets_are_valid_generator_configs(name):
+    from recbole_gtc.prepare.synthetic import make_config
+
+    cfg = make_config("small", **DATASETS[name])
+    assert cfg.users * (cfg.min_inter + cfg.mean_extra) / cfg.items > 1
