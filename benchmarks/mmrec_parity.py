@@ -92,7 +92,7 @@ def run_mmrec(src, model, dataset, seed, data_path, extra=None):
 # --------------------------------------------------------------------------- one run here
 def run_ours(model, dataset, seed, data_path, work, extra=None):
     """Train ``model`` with this package (best validation checkpoint, then test); return the record."""
-    from recbole_gtc.quick_start import run_recbole_gtc
+    from recbole_gtc.quick_start.quick_start import run_recbole_gtc
 
     # RecBole's full-sort eval batch counts users x items (4096: one user per batch at 4,000 items);
     # 2**24 ranks every user of these sets in one batch, as MMRec's 4096 users do: speed only.
