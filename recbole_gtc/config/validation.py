@@ -163,6 +163,7 @@ COMMON_KEYS = {
     "embedding_size": integer(1),
     # this package
     "eval_protocol": choice("mmrec", "recbole", optional=True),
+    "best_on_tie": choice("later", "earlier"),
     "modalities": _modalities_rule,
     "benchmark_filename": _optional(
         lambda v: None if isinstance(v, list) and len(v) == 3 and all(isinstance(s, str) and s for s in v)

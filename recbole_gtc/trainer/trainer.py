@@ -126,8 +126,9 @@ class RunTrainerMixin(PerUserRecorder):
             if callback_fn is not None:
                 callback_fn(epoch_idx, valid_score)
 
-        return super().fit(train_data, valid_data, verbose=verbose, saved=saved,
-                           show_progress=show_progress, callback_fn=on_evaluated)
+        with _early_stopping_rule(self.config["best_on_tie"]):
+            return super().fit(train_data, valid_data, verbose=verbose, saved=saved,
+                               show_progress=show_progress, callback_fn=on_evaluated)
 
     def _save_resume_state(self, epoch_idx):
         if not self.config["single_spec"]:
@@ -272,6 +273,35 @@ def _scaled_steps(trainer):
         yield
     finally:
         recbole_trainer.amp, recbole_trainer.clip_grad_norm_ = originals
+
+
+def strict_early_stopping(value, best, cur_step, max_step, bigger=True):
+    """RecBole's ``early_stopping`` with MMRec's rule for ties: only a strictly better score is
+    an improvement, so a tie keeps the earlier best epoch and counts toward stopping.
+
+    Returns:
+        (best, cur_step, stop_flag, update_flag), as RecBole's.
+    """
+    if value > best if bigger else value < best:
+        return value, 0, False, True
+    cur_step += 1
+    return best, cur_step, cur_step > max_step, False
+
+
+@contextlib.contextmanager
+def _early_stopping_rule(best_on_tie):
+    """RecBole's ``fit`` with ``best_on_tie: earlier`` (MMRec's rule, :func:`strict_early_stopping`)
+    or ``later`` (RecBole's own, unchanged). Rounded validation metrics tie often where a model
+    barely learns (sparse data), and there the two rules select different epochs."""
+    if best_on_tie != "earlier":
+        yield
+        return
+    original = recbole_trainer.early_stopping
+    recbole_trainer.early_stopping = strict_early_stopping
+    try:
+        yield
+    finally:
+        recbole_trainer.early_stopping = original
 
 
 def _same_on_every_rank(valid_score, epoch_idx):
