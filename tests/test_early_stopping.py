@@ -8,7 +8,8 @@ import pytest
 import torch
 from recbole.utils import early_stopping
 
-from recbole_gtc.quick_start.quick_start import run_recbole_gtc
+from recbole_gtc.quick_start.quick_start import load_config, run_recbole_gtc
+from recbole_gtc.trainer.run import fingerprint
 from recbole_gtc.trainer.trainer import MMTrainer, strict_early_stopping
 
 
@@ -50,3 +51,16 @@ def test_a_plateau_selects_by_the_rule(tmp_path, tiny, monkeypatch, rule, best_e
     (path,) = glob.glob(str(tmp_path / "saved" / "*" / "best.pth"))
     best = torch.load(path, weights_only=False)
     assert torch.equal(best["state_dict"]["user_embedding.weight"], evaluated[best_epoch])
+
+
+def test_the_default_rule_keeps_earlier_fingerprints_and_the_other_rule_changes_them(tmp_path, tiny):
+    """Runs recorded before ``best_on_tie`` existed used RecBole's rule: at ``later`` the key is
+    left out of the fingerprint (their cache entries and resumes stay valid); ``earlier`` is hashed."""
+    def digest(**extra):
+        config = load_config("BPR", "tiny", config_dict={"data_path": tiny, "checkpoint_dir": str(tmp_path), **extra})
+        return config, fingerprint(config)
+
+    config, default = digest()
+    del config.final_config_dict["best_on_tie"]  # a configuration from before the key
+    assert fingerprint(config) == default
+    assert digest(best_on_tie="earlier")[1] != default

@@ -86,6 +86,12 @@ VOLATILE_KEYS = frozenset({
 })
 
 
+#: Keys added after runs were recorded, at the value that reproduces the behaviour from before
+#: they existed: left out of the fingerprint at that value, so finished runs stay cached and
+#: resumable; any other value is hashed like every key.
+NEUTRAL_DEFAULTS = {"best_on_tie": "later", "eval_noise": "fixed"}
+
+
 def new_run_id(model, dataset):
     """``<model>-<dataset>-<time>-<pid>-<random>``. The random part comes from the OS, so
     naming a run never consumes the seeded random streams that training uses."""
@@ -116,7 +122,8 @@ def config_items(config):
     """The result-relevant configuration as ``{key: repr(value)}``, sorted by key: what the
     fingerprint hashes (kept as reprs so that fingerprints, and with them the studies' caches
     of finished runs, stay those of earlier versions)."""
-    return {key: repr(value) for key, value in _relevant(config)}
+    return {key: repr(value) for key, value in _relevant(config)
+            if key not in NEUTRAL_DEFAULTS or value != NEUTRAL_DEFAULTS[key]}
 
 
 def config_values(config):
