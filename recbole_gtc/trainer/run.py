@@ -12,12 +12,17 @@ in the same second in the same folder. The folder holds:
   ``valid_score_bigger``, ``best_valid_result``, ``test_result``; the last two
   metric -> value, ``{}`` for a run that is not tested) plus ``epochs``,
   ``train_seconds_per_epoch`` (the median over the epochs after the first, see
-  :func:`recbole_gtc.quick_start.quick_start.seconds_per_epoch`) and ``epoch_seconds`` (every
-  training epoch's wall-clock seconds, the first included);
+  :func:`recbole_gtc.quick_start.quick_start.seconds_per_epoch`), ``epoch_seconds`` (every
+  training epoch's wall-clock seconds, the first included), ``test_groups`` (see
+  ``test_groups.csv`` below) and ``diagnostics`` (with ``diagnostics: True``, one dict per
+  epoch: the model's ``diagnostics()`` and the seconds they took; else null);
 * ``run.log``: the run's log (and ``tensorboard/``, RecBole's event files);
 * ``best.pth``: the best-validation checkpoint (RecBole's format), which the test loads;
 * ``test_per_user.npz``: each test user's metric values (``users``: tokens, then one
   array per metric, e.g. ``recall@20``), for per-user significance tests;
+* ``test_groups.csv``: the test metrics per user group (training activity and test-item
+  popularity quintiles, :mod:`recbole_gtc.evaluator.groups`), also under ``result`` as
+  ``test_groups``;
 * ``last.pth``: the state after the last completed epoch (model, optimizer,
   early-stopping state, every RNG state), for ``--resume``; removed when the run ends.
 
@@ -48,11 +53,12 @@ BEST_CHECKPOINT = "best.pth"
 RESUME_CHECKPOINT = "last.pth"
 LOG_FILE = "run.log"
 PER_USER_FILE = "test_per_user.npz"
+GROUPS_FILE = "test_groups.csv"
 
 #: The keys of a run's result stored under ``result`` in ``run.json``: RecBole's
 #: ``run_recbole`` return value, then this package's training length and cost.
 RESULT_KEYS = ("best_valid_score", "valid_score_bigger", "best_valid_result", "test_result",
-               "epochs", "train_seconds_per_epoch", "epoch_seconds")
+               "epochs", "train_seconds_per_epoch", "epoch_seconds", "test_groups", "diagnostics")
 
 #: Keys that never change a run's numbers (where files go, how much is printed, the
 #: device string RecBole derives); everything else in the final configuration is
@@ -65,6 +71,12 @@ VOLATILE_KEYS = frozenset({
     # so their fingerprints are unchanged; world_size and nproc change how batches are split)
     "offset", "ip", "port",
 })
+
+
+#: Keys left out of the fingerprint (and of run.json's ``config``) while they hold these values:
+#: keys added after runs were cached, at the value that computes what those runs computed, so
+#: the cached runs (results/) keep their fingerprints. Another value is part of the fingerprint.
+OMITTED_AT = {"diagnostics": False, "diffusion_condition": "item"}
 
 
 def new_run_id(model, dataset):
@@ -90,7 +102,8 @@ def dataset_digest(folder):
 
 def _relevant(config):
     """``(key, value)`` of the result-relevant configuration, sorted by key."""
-    return ((key, value) for key, value in sorted(config.final_config_dict.items()) if key not in VOLATILE_KEYS)
+    return ((key, value) for key, value in sorted(config.final_config_dict.items())
+            if key not in VOLATILE_KEYS and not (key in OMITTED_AT and value in (OMITTED_AT[key], None)))
 
 
 def config_items(config):
@@ -203,6 +216,10 @@ class Run:
     @property
     def per_user_file(self):
         return os.path.join(self.dir, PER_USER_FILE)
+
+    @property
+    def groups_file(self):
+        return os.path.join(self.dir, GROUPS_FILE)
 
     @property
     def log_file(self):
