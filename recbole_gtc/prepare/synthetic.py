@@ -33,9 +33,15 @@ fixed order, so the same parameters give the same bytes):
 5. **Split.** Per-user random 8:1:1 (:func:`~.mmrec.random_split_labels`),
    written as an MMRec folder and imported with :func:`~.mmrec.import_mmrec`,
    the path users take with real data. Ratings are 1 and timestamps 0.
+
+**The planted truth of a written dataset.** The dataset's YAML records every generator
+parameter (its comment lines), and user and item tokens are the generator's row indices, so
+:func:`planted_truth` regenerates the latents (item blocks, nuisance, each user's ``w_u``) of a
+dataset folder exactly, and checks them against its training file; nothing extra is stored.
 """
 
 import json
+import os
 import tempfile
 from dataclasses import asdict, dataclass, replace
 
@@ -43,7 +49,7 @@ import numpy as np
 
 from recbole_gtc.prepare.mmrec import (BUILD_SEED, DEFAULT_MODALITIES, builder_outputs, import_mmrec,
                                        random_split_labels, write_mmrec_folder)
-from recbole_gtc.utils.errors import SynthConfigError
+from recbole_gtc.utils.errors import RecboleGTCError, SynthConfigError
 
 MODALITIES = DEFAULT_MODALITIES  # the MMRec file names
 DEFAULT_SEED = BUILD_SEED
@@ -264,3 +270,59 @@ def build_synthetic(name, preset="small", out_dir=None, keep_raw=None, quiet=Fal
                              source=keep_raw or f"the planted generator (preset {preset})")
     stats["config"] = asdict(cfg)
     return stats
+
+
+#: The YAML comment line that precedes the generator parameters (:func:`build_synthetic`).
+PARAMETERS_MARKER = "# Planted synthetic data (recbole_gtc.prepare.synthetic); generator parameters:"
+
+
+def planted_config(folder, name=None):
+    """The :class:`SynthConfig` recorded in a dataset folder's YAML, or ``None`` for a dataset
+    the planted generator did not write.
+
+    Args:
+        folder (str): the dataset folder (holding ``<name>.yaml``).
+        name (str, optional): the dataset's name (default: the folder's name).
+    """
+    name = name or os.path.basename(os.path.normpath(folder))
+    path = os.path.join(folder, f"{name}.yaml")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = [line.rstrip("\n") for line in handle]
+    except OSError:
+        return None
+    for line, following in zip(lines, lines[1:]):
+        if line.strip() == PARAMETERS_MARKER and following.startswith("#"):
+            return SynthConfig(**json.loads(following[1:].strip()))
+    return None
+
+
+def planted_truth(folder, name=None, check=True):
+    """The planted latents of a dataset written by :func:`build_synthetic`, regenerated from the
+    parameters its YAML records (the same draws, so the same numbers), or ``None`` when the
+    folder's YAML records none.
+
+    Rows are the generator's user and item indices, which are the dataset's tokens
+    (``str(i)``). With ``check``, the regenerated training interactions must equal the
+    folder's ``<name>.train.inter`` (a dataset edited after generation is refused).
+
+    Returns:
+        Latents or None.
+
+    Raises:
+        RecboleGTCError: the training file differs from the regenerated one.
+    """
+    name = name or os.path.basename(os.path.normpath(folder))
+    cfg = planted_config(folder, name)
+    if cfg is None:
+        return None
+    data = generate(cfg)
+    if check:
+        path = os.path.join(folder, f"{name}.train.inter")
+        found = np.loadtxt(path, dtype=np.int64, skiprows=1, usecols=(0, 1), ndmin=2)
+        train = data.labels == 0
+        expected = np.unique(np.stack([data.users[train], data.items[train]], axis=1), axis=0)
+        if not np.array_equal(np.unique(found, axis=0), expected):
+            raise RecboleGTCError(f"{path}: the training interactions differ from those the recorded generator "
+                                  "parameters give; the planted latents cannot be recovered")
+    return data.latents

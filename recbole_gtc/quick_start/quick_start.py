@@ -13,6 +13,7 @@ from recbole_gtc.config.validation import check_against_dataset, validate_config
 from recbole_gtc.data import create_dataset, data_preparation
 from recbole_gtc.data.features import first_line
 from recbole_gtc.data.utils import check_dataset_files
+from recbole_gtc.evaluator.groups import group_table, user_profiles, write_group_csv
 from recbole_gtc.trainer.run import Run, init_run_logger, save_per_user
 from recbole_gtc.trainer.trainer import build_trainer, get_trainer
 from recbole_gtc.utils.errors import DiskFullError, Interrupted, RecboleGTCError
@@ -92,7 +93,9 @@ def run_recbole_gtc(model, dataset, config_file_list=None, config_dict=None, sav
         seconds), ``train_seconds_per_epoch`` (:func:`seconds_per_epoch`; None when the
         trainer does not time epochs), ``users`` and ``per_user`` (the test
         users' tokens and each one's metric values, see :mod:`recbole_gtc.evaluator.per_user`;
-        ``None`` without a full-ranking test) and ``summary`` (one line).
+        ``None`` without a full-ranking test), ``test_groups`` (the test metrics per user group,
+        :func:`~recbole_gtc.evaluator.groups.group_table`; ``None`` likewise), ``diagnostics``
+        (``diagnostics: True``: one dict per epoch; else ``None``) and ``summary`` (one line).
     """
     if config is None:
         config = load_config(model, dataset, config_file_list, config_dict, cmd_args)
@@ -175,12 +178,14 @@ def _train_and_test(config, run, saved, test=True, after_fit=None):
     )
     if after_fit is not None:
         after_fit(trainer)
-    test_result, per_user = {}, None
+    test_result, per_user, groups = {}, None, None
     if test:
         test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
         per_user = trainer.per_user_result(test_data.dataset)
         if per_user is not None:
             save_per_user(run.per_user_file, *per_user)
+            groups = group_table(*per_user, split_profiles(train_data.dataset, test_data.dataset))
+            write_group_csv(run.groups_file, groups)
 
     logger.info(set_color("best valid ", "yellow") + f": {dict(best_valid_result)}")
     logger.info(set_color("test result", "yellow") + f": {dict(test_result)}")
@@ -200,6 +205,10 @@ def _train_and_test(config, run, saved, test=True, after_fit=None):
         # each test user's metric values (a full-ranking test): for per-user significance tests
         "users": per_user[0] if per_user else None,
         "per_user": per_user[1] if per_user else None,
+        # the test metrics per user group (activity and test-item popularity quintiles)
+        "test_groups": groups,
+        # diagnostics: True: one dict per training epoch (the model's diagnostics and their seconds)
+        "diagnostics": getattr(trainer, "epoch_diagnostics", None),
     }
     result["train_seconds_per_epoch"] = seconds_per_epoch(result["epoch_seconds"])
     result["summary"] = summary_line(result)
@@ -226,6 +235,17 @@ def use_deterministic_kernels(config):
     if deterministic and torch.device(config["device"]).type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
+
+
+def split_profiles(train_dataset, test_dataset):
+    """:func:`~recbole_gtc.evaluator.groups.user_profiles` of a run's training and test splits
+    (RecBole datasets), by external token."""
+    def tokens(dataset):
+        users = dataset.id2token(dataset.uid_field, dataset.inter_feat[dataset.uid_field].numpy())
+        items = dataset.id2token(dataset.iid_field, dataset.inter_feat[dataset.iid_field].numpy())
+        return users, items
+
+    return user_profiles(*tokens(train_dataset), *tokens(test_dataset))
 
 
 def steady_epochs(epoch_seconds):

@@ -151,6 +151,10 @@ def _quiet_info_logs():
         root.setLevel(level)
 
 
+#: For other commands that rebuild a run (``python -m recbole_gtc.diagnose``).
+quiet_info_logs = _quiet_info_logs
+
+
 # ---------------------------------------------------------------------- loading
 def checkpoint_file(path):
     """``path`` (``~`` expanded) if a file, else ``<path>/best.pth`` for a run folder."""
@@ -264,7 +268,13 @@ def load_data(checkpoint, data_path=None, allow_dataset_change=False):
         (str, dict, Config, Dataset): the checkpoint file, its content, the run's configuration
         (pointed at the dataset found) and the training split the model was trained on.
     """
+    path, state, config, (train, _, _) = load_splits(checkpoint, data_path, allow_dataset_change)
+    return path, state, config, train
 
+
+def load_splits(checkpoint, data_path=None, allow_dataset_change=False):
+    """:func:`load_data` with all three splits: ``(path, state, config, (train, valid, test))``,
+    each split a RecBole dataset."""
     path = checkpoint_file(checkpoint)
     state = load_checkpoint(path)
     config = state["config"]
@@ -285,8 +295,8 @@ def load_data(checkpoint, data_path=None, allow_dataset_change=False):
     # training split (whose items are excluded) is the run's only if seeded alike.
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
-    train_data, _, _ = data_preparation(config, dataset)
-    return path, state, config, train_data.dataset
+    splits = data_preparation(config, dataset)
+    return path, state, config, tuple(split.dataset for split in splits)
 
 
 def build_model(path, state, config, train_dataset):

@@ -17,6 +17,7 @@ import os
 import time
 
 from recbole_gtc.data.features import first_line
+from recbole_gtc.evaluator.groups import profiles_from_files
 from recbole_gtc.quick_start.quick_start import load_config, run_recbole_gtc
 from recbole_gtc.study import RUN_FAILURES, progress
 from recbole_gtc.study.cache import RunCache
@@ -201,7 +202,8 @@ def _run_study(model_text, dataset, seeds_text, config_files, cmd_args, out_dir,
         raise RecboleGTCError(f"{reference}: the first model, the reference of the tables, has no finished run "
                               f"yet{failed}")
     title = f"{dataset}: {len(set(r['label'] for r in records))} models x {len(set(r['seed'] for r in records))} seeds"
-    report = write_report(records, list(metrics), out_dir, title=title, failures=failures)
+    report = write_report(records, list(metrics), out_dir, title=title, failures=failures,
+                          profiles=dataset_profiles(runs[0][2]))
     return {"records": records, "report": report, "failures": failures}
 
 
@@ -210,6 +212,17 @@ def _failures_text(failures):
         return ""
     first = failures[0]
     return (f" ({len(failures)} run(s) failed, e.g. {first['label']} seed {first['seed']}: {first['error']})")
+
+
+def dataset_profiles(config):
+    """The users' profiles (training activity, test-item popularity) of a benchmark dataset's
+    split files, for the report's per-group tables; ``None`` for a dataset split by RecBole
+    (no split files: the split is the runs' own)."""
+    splits = config["benchmark_filename"]
+    if not splits:
+        return None
+    return profiles_from_files(config["data_path"], config["dataset"], config["USER_ID_FIELD"],
+                               config["ITEM_ID_FIELD"], splits=(splits[0], splits[-1]))
 
 
 def _tuned_found(model_text, out_dir):

@@ -7,7 +7,10 @@
 * ``comparison.csv``: one row per model with every number of the summary;
 * ``runs.csv``: one row per run (model spec x seed);
 * ``comparison.png``: test metrics (grouped bars) and training seconds per epoch (median over
-  seeds, the bar's range from the fastest to the slowest seed).
+  seeds, the bar's range from the fastest to the slowest seed), and, when the users' profiles
+  are given, a disparity panel: Recall@20 per user-activity quintile, one line per model;
+* ``groups.csv`` (with the profiles): every model's test metrics per user group
+  (:mod:`recbole_gtc.evaluator.groups`), mean and std over seeds.
 
 Every file is written through :func:`recbole_gtc.utils.files.atomic_write`. The summary rows are
 those of :func:`recbole_gtc.study.stats.summarize`.
@@ -19,13 +22,17 @@ import os
 
 import numpy as np
 
-from recbole_gtc.study.stats import TIME_STATS, summarize
+from recbole_gtc.evaluator.groups import GROUPINGS, group_table
+from recbole_gtc.study.stats import TIME_STATS, mean_std, paired_ttest, summarize
 from recbole_gtc.utils.files import atomic_write, check_output_dir
 
 MARKDOWN_FILE = "comparison.md"
 CSV_FILE = "comparison.csv"
 RUNS_CSV_FILE = "runs.csv"
 PNG_FILE = "comparison.png"
+GROUPS_CSV_FILE = "groups.csv"
+#: The metric of the group table and the disparity panel.
+GROUP_METRIC = "recall@20"
 
 #: Columns of ``comparison.csv`` for each metric ``m``, named ``<m>_<key>``.
 METRIC_COLUMNS = ("mean", "std", "improvement", "t_p", "wilcoxon_p", "n_users")
@@ -207,7 +214,7 @@ def write_runs_csv(path, records, metrics):
     _write_rows(path, fields + columns, rows)
 
 
-def plot_png(path, summary, metrics, title):
+def plot_png(path, summary, metrics, title, groups=None):
     """Draw and save the comparison figure as PNG.
 
     Left panel: one group of bars per metric, one bar per label (in summary order), height
@@ -215,13 +222,16 @@ def plot_png(path, summary, metrics, title):
     one bar per label, the median over seeds of the training seconds per epoch, its error bar
     from the fastest to the slowest seed (asymmetric, never below zero).
 
+    With ``groups`` (:func:`group_summary` rows), a third panel: each label's
+    :data:`GROUP_METRIC` per user-activity quintile (mean over seeds), one line per label.
+
     Drawn on a figure of its own with the Agg canvas: no window opens and pyplot's global
     state is left alone.
 
     Returns:
         matplotlib.figure.Figure: the figure, ``axes[0]`` the metrics and ``axes[1]`` the
-        training time; the ``i``-th ``BarContainer`` of ``axes[0].containers`` holds label
-        ``i``'s bars, one per metric.
+        training time (``axes[2]`` the disparity panel); the ``i``-th ``BarContainer`` of
+        ``axes[0].containers`` holds label ``i``'s bars, one per metric.
     """
     # imported here so that importing the package does not load matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -234,10 +244,13 @@ def plot_png(path, summary, metrics, title):
     longest = max((len(label) for label in labels), default=0)
     upright = longest > 16
     label_room = 0.06 * longest if upright else 0.0
-    fig = Figure(figsize=(max(8.0, 2.0 + 1.2 * len(metrics) + 0.6 * n_labels),
+    with_groups = bool(groups)
+    fig = Figure(figsize=(max(8.0, 2.0 + 1.2 * len(metrics) + 0.6 * n_labels) + (5.0 if with_groups else 0.0),
                           4.5 + 0.25 * legend_rows + label_room))
     FigureCanvasAgg(fig)
-    ax_metrics, ax_time = fig.subplots(1, 2, gridspec_kw={"width_ratios": [max(2, len(metrics)), 1.5]})
+    ratios = [max(2, len(metrics)), 1.5] + ([2.0] if with_groups else [])
+    axes = fig.subplots(1, len(ratios), gridspec_kw={"width_ratios": ratios})
+    ax_metrics, ax_time = axes[0], axes[1]
 
     def errors(stds):
         return [0.0 if _missing(s) else s for s in stds]
@@ -269,13 +282,103 @@ def plot_png(path, summary, metrics, title):
     ax_time.set_xticks(positions, labels, rotation=rotation, ha=align, fontsize="small")
     ax_time.set_ylabel("training s/epoch (median, min–max over seeds)")
 
+    if with_groups:
+        ax_groups = axes[2]
+        for i, label in enumerate(labels):
+            rows = [g for g in groups if g["label"] == label and g["grouping"] == "activity"]
+            if rows:
+                ax_groups.plot([g["group"] for g in rows], [g[f"{GROUP_METRIC}_mean"] for g in rows], marker="o",
+                               color=colors[i], label=label)
+        ax_groups.set_xlabel("user activity quintile (training interactions; Q1 least active)")
+        ax_groups.set_ylabel(f"test {GROUP_METRIC} (mean over seeds)")
+        ax_groups.set_title("who gains: disparity across users", fontsize="medium")
+
     fig.suptitle(title)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     return fig
 
 
-def write_report(records, metrics, out_dir, title, reference=None, failures=()):
+def group_summary(records, profiles, metrics, reference=None):
+    """Each label's test metrics per user group, mean and sample std over its seeds, and the
+    paired t-test over seeds of each group's mean against the reference's.
+
+    Args:
+        records (list of dict): run records with ``users`` and ``per_user``.
+        profiles (dict): :func:`~recbole_gtc.evaluator.groups.user_profiles` of the dataset.
+        metrics (list of str): the metrics.
+        reference (str, optional): the reference label (default: the first record's).
+
+    Returns:
+        list of dict: one row per (label, grouping, group): ``label``, ``grouping``, ``group``,
+        ``low``, ``high``, ``n_users``, ``n_seeds``, then ``<metric>_mean``, ``<metric>_std`` and
+        ``<metric>_t_p`` (two-sided paired t-test over the seeds both ran, the group's mean of
+        this label against the reference's; ``nan`` for the reference itself or fewer than 2
+        seeds). Records without per-user values are left out.
+    """
+    tables = {}
+    for record in records:
+        if not record.get("per_user"):
+            continue
+        available = [m for m in metrics if m in record["per_user"]]
+        for row in group_table(record["users"], record["per_user"], profiles, available):
+            key = (record["label"], row["grouping"], row["group"])
+            tables.setdefault(key, {})[record.get("seed")] = row
+    labels = list(dict.fromkeys(r["label"] for r in records))
+    reference = reference or (labels[0] if labels else None)
+    out = []
+    for (label, grouping, group), by_seed in tables.items():
+        rows = list(by_seed.values())
+        entry = {"label": label, "grouping": grouping, "group": group, "low": rows[0]["low"],
+                 "high": rows[0]["high"], "n_users": rows[0]["n_users"], "n_seeds": len(rows)}
+        ref = tables.get((reference, grouping, group), {})
+        seeds = [s for s in by_seed if s in ref]
+        for m in metrics:
+            mean, std = mean_std([r[m] for r in rows if m in r])
+            entry[f"{m}_mean"], entry[f"{m}_std"] = mean, std
+            entry[f"{m}_t_p"] = (paired_ttest([ref[s][m] for s in seeds], [by_seed[s][m] for s in seeds])
+                                 if label != reference else math.nan)
+        out.append(entry)
+    order = {g: i for i, g in enumerate(GROUPINGS)}
+    out.sort(key=lambda r: (labels.index(r["label"]), order[r["grouping"]], r["group"]))
+    return out
+
+
+def group_markdown(groups, reference, metric=GROUP_METRIC):
+    """One table per grouping: a row per label, a column per group (``metric``'s mean over
+    seeds), then each other label's relative difference to the reference in the group."""
+    parts = []
+    labels = list(dict.fromkeys(g["label"] for g in groups))
+    for grouping, what in GROUPINGS.items():
+        rows = [g for g in groups if g["grouping"] == grouping]
+        names = list(dict.fromkeys(g["group"] for g in rows))
+        if not names:
+            continue
+        cell = {(g["label"], g["group"]): g for g in rows}
+        ranges = {g["group"]: (g["low"], g["high"], g["n_users"]) for g in rows}
+        header = ["Model"] + [f"{n} ({_fmt(ranges[n][0], '.3g')}–{_fmt(ranges[n][1], '.3g')}; {ranges[n][2]} users)"
+                              for n in names]
+        body = [[label] + [_fmt(cell[(label, n)][f"{metric}_mean"], ".4f") if (label, n) in cell else "n/a"
+                           for n in names] for label in labels]
+        ref = [cell.get((reference, n)) for n in names]
+        for label in labels:
+            if label == reference:
+                continue
+            diffs = []
+            for n, r in zip(names, ref):
+                c = cell.get((label, n))
+                ok = c is not None and r is not None and c[f"{metric}_mean"] > 0
+                diffs.append(f"{_fmt_percent((r[metric + '_mean'] - c[metric + '_mean']) / c[metric + '_mean'])} "
+                             f"(p {_fmt(c[metric + '_t_p'], '.2g')})" if ok else "n/a")
+            body.append([f"{reference} vs {label}"] + diffs)
+        parts.append(f"Test {metric} by {what} (quintiles of the test users), mean over seeds; "
+                     f"the last rows: the reference's relative difference to each model in the group "
+                     f"(p: paired t-test over seeds of the group's mean).\n\n"
+                     + _table(header, ["---"] + ["---:"] * len(names), body))
+    return "\n\n".join(parts)
+
+
+def write_report(records, metrics, out_dir, title, reference=None, failures=(), profiles=None):
     """Summarize ``records`` and write the Markdown page, both CSVs and the PNG into ``out_dir``.
 
     Args:
@@ -286,11 +389,14 @@ def write_report(records, metrics, out_dir, title, reference=None, failures=()):
         reference (str, optional): the label compared against the others (default: the first).
         failures (list of dict, optional): runs that failed (``label``, ``seed``, ``error``),
             listed under "Failed runs" and left out of every number.
+        profiles (dict, optional): the users' profiles
+            (:func:`~recbole_gtc.evaluator.groups.user_profiles`): adds the per-group tables
+            ("Who gains"), ``groups.csv`` and the disparity panel.
 
     Returns:
         dict: ``markdown`` (the page's text) and the paths ``md``, ``csv``, ``runs_csv``,
-        ``png``; also ``summary``, the rows of
-        :func:`~recbole_gtc.study.stats.summarize`.
+        ``png`` (and ``groups_csv``); also ``summary``, the rows of
+        :func:`~recbole_gtc.study.stats.summarize`, and ``groups`` (:func:`group_summary`).
 
     Raises:
         RecboleGTCError: from :func:`~recbole_gtc.study.stats.summarize`, or ``out_dir``
@@ -318,6 +424,10 @@ def write_report(records, metrics, out_dir, title, reference=None, failures=()):
         markdown_table(summary, metrics),
         "",
     ]
+    groups = group_summary(records, profiles, metrics, _reference(summary)["label"]) if profiles else []
+    if groups:
+        paths["groups_csv"] = os.path.join(out_dir, GROUPS_CSV_FILE)
+        lines += ["## Who gains", "", group_markdown(groups, _reference(summary)["label"]), ""]
     if failures:
         lines += [f"## Failed runs ({len(failures)})", "",
                   "Left out of every number above; each run's run.log and run.json say more.", "",
@@ -333,5 +443,8 @@ def write_report(records, metrics, out_dir, title, reference=None, failures=()):
     atomic_write(paths["md"], write_markdown)
     write_csv(paths["csv"], summary, metrics)
     write_runs_csv(paths["runs_csv"], records, metrics)
-    plot_png(paths["png"], summary, metrics, title)
-    return {"markdown": markdown, **paths, "summary": summary}
+    if groups:
+        header = list(groups[0])
+        _write_rows(paths["groups_csv"], header, [[g[k] for k in header] for g in groups])
+    plot_png(paths["png"], summary, metrics, title, groups=groups)
+    return {"markdown": markdown, **paths, "summary": summary, "groups": groups}

@@ -15,12 +15,17 @@ in the same second in the same folder. The folder holds:
   ``valid_score_bigger``, ``best_valid_result``, ``test_result``; the last two
   metric -> value, ``{}`` for a run that is not tested) plus ``epochs``,
   ``train_seconds_per_epoch`` (the median over the epochs after the first, see
-  :func:`recbole_gtc.quick_start.quick_start.seconds_per_epoch`) and ``epoch_seconds`` (every
-  training epoch's wall-clock seconds, the first included);
+  :func:`recbole_gtc.quick_start.quick_start.seconds_per_epoch`), ``epoch_seconds`` (every
+  training epoch's wall-clock seconds, the first included), ``test_groups`` (see
+  ``test_groups.csv`` below) and ``diagnostics`` (with ``diagnostics: True``, one dict per
+  epoch: the model's ``diagnostics()`` and the seconds they took; else null);
 * ``run.log``: the run's log (and ``tensorboard/``, RecBole's event files);
 * ``best.pth``: the best-validation checkpoint (RecBole's format), which the test loads;
 * ``test_per_user.npz``: each test user's metric values (``users``: tokens, then one
   array per metric, e.g. ``recall@20``), for per-user significance tests;
+* ``test_groups.csv``: the test metrics per user group (training activity and test-item
+  popularity quintiles, :mod:`recbole_gtc.evaluator.groups`), also under ``result`` as
+  ``test_groups``;
 * ``last.pth``: the state after the last completed epoch (model, optimizer,
   early-stopping state, every RNG state), for ``--resume``; removed when the run ends;
 * ``run.lock``: ``flock``-ed by the process training the run (released by the operating
@@ -67,11 +72,12 @@ RESERVE_FILE = "run.reserve"
 #: disk its last ``run.json`` state and ``run.log`` line can still be written.
 RESERVE_BYTES = 64 * 1024
 PER_USER_FILE = "test_per_user.npz"
+GROUPS_FILE = "test_groups.csv"
 
 #: The keys of a run's result stored under ``result`` in ``run.json``: RecBole's
 #: ``run_recbole`` return value, then this package's training length and cost.
 RESULT_KEYS = ("best_valid_score", "valid_score_bigger", "best_valid_result", "test_result",
-               "epochs", "train_seconds_per_epoch", "epoch_seconds")
+               "epochs", "train_seconds_per_epoch", "epoch_seconds", "test_groups", "diagnostics")
 
 #: Keys that never change a run's numbers (where files go, how much is printed, the
 #: device string RecBole derives: the fingerprint holds its type, :func:`device_kind`);
@@ -86,10 +92,10 @@ VOLATILE_KEYS = frozenset({
 })
 
 
-#: Keys added after runs were recorded, at the value that reproduces the behaviour from before
-#: they existed: left out of the fingerprint at that value, so finished runs stay cached and
-#: resumable; any other value is hashed like every key.
-NEUTRAL_DEFAULTS = {"best_on_tie": "later", "eval_noise": "fixed"}
+#: Keys left out of the fingerprint (and of run.json's ``config``) while they hold these values:
+#: keys added after runs were cached, at the value that computes what those runs computed, so
+#: the cached runs (results/) keep their fingerprints. Another value is part of the fingerprint.
+OMITTED_AT = {"diagnostics": False, "diffusion_condition": "item", "best_on_tie": "later", "eval_noise": "fixed"}
 
 
 def new_run_id(model, dataset):
@@ -115,15 +121,15 @@ def dataset_digest(folder):
 
 def _relevant(config):
     """``(key, value)`` of the result-relevant configuration, sorted by key."""
-    return ((key, value) for key, value in sorted(config.final_config_dict.items()) if key not in VOLATILE_KEYS)
+    return ((key, value) for key, value in sorted(config.final_config_dict.items())
+            if key not in VOLATILE_KEYS and not (key in OMITTED_AT and value in (OMITTED_AT[key], None)))
 
 
 def config_items(config):
     """The result-relevant configuration as ``{key: repr(value)}``, sorted by key: what the
     fingerprint hashes (kept as reprs so that fingerprints, and with them the studies' caches
     of finished runs, stay those of earlier versions)."""
-    return {key: repr(value) for key, value in _relevant(config)
-            if key not in NEUTRAL_DEFAULTS or value != NEUTRAL_DEFAULTS[key]}
+    return {key: repr(value) for key, value in _relevant(config)}
 
 
 def config_values(config):
@@ -280,6 +286,10 @@ class Run:
     @property
     def per_user_file(self):
         return os.path.join(self.dir, PER_USER_FILE)
+
+    @property
+    def groups_file(self):
+        return os.path.join(self.dir, GROUPS_FILE)
 
     @property
     def log_file(self):

@@ -121,6 +121,7 @@ class RunTrainerMixin(PerUserRecorder):
         def on_evaluated(epoch_idx, valid_score):
             if not self.config["single_spec"]:
                 _same_on_every_rank(valid_score, epoch_idx)
+            self._record_diagnostics(epoch_idx)
             if self.run is not None:
                 self._save_resume_state(epoch_idx)
             if callback_fn is not None:
@@ -129,6 +130,23 @@ class RunTrainerMixin(PerUserRecorder):
         with _early_stopping_rule(self.config["best_on_tie"]):
             return super().fit(train_data, valid_data, verbose=verbose, saved=saved,
                                show_progress=show_progress, callback_fn=on_evaluated)
+
+    epoch_diagnostics = None
+
+    def _record_diagnostics(self, epoch_idx):
+        """With ``diagnostics: True``: the model's ``diagnostics()`` after the epoch's validation
+        (the model still in eval mode, its evaluation representations still cached, so they are
+        not computed again), with the seconds they took, into :attr:`epoch_diagnostics` and the log."""
+        model = getattr(self.model, "module", self.model)  # DistributedDataParallel wraps the model
+        diagnose = getattr(model, "diagnostics", None)
+        if self.epoch_diagnostics is None or not callable(diagnose):
+            return
+        start = time.perf_counter()
+        values = diagnose()
+        entry = {"epoch": int(epoch_idx), **{k: float(v) for k, v in values.items()},
+                 "seconds": time.perf_counter() - start}
+        self.epoch_diagnostics.append(entry)
+        self.logger.info("diagnostics " + " ".join(f"{k}={v:.4g}" for k, v in entry.items() if k != "epoch"))
 
     def _save_resume_state(self, epoch_idx):
         if not self.config["single_spec"]:
@@ -147,6 +165,7 @@ class RunTrainerMixin(PerUserRecorder):
             "best_valid_result": {k: float(v) for k, v in (self.best_valid_result or {}).items()},
             "train_loss_dict": {int(k): to_plain(v) for k, v in self.train_loss_dict.items()},
             "epoch_seconds": [float(x) for x in getattr(self, "epoch_seconds", [])],
+            "epoch_diagnostics": to_plain(getattr(self, "epoch_diagnostics", None)),
             "state_dict": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "rng": _rng_state(generator),
@@ -184,6 +203,8 @@ class RunTrainerMixin(PerUserRecorder):
         scaler = getattr(self, "scaler", None)
         if scaler is not None and scaler.is_enabled() and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
+        if state.get("epoch_diagnostics") is not None and getattr(self, "epoch_diagnostics", None) is not None:
+            self.epoch_diagnostics = list(state["epoch_diagnostics"])
         _set_rng_state(state["rng"], getattr(self.train_data, "generator", None))
         self.run.saved_epoch = state["epoch"]
         self.logger.info(f"Resumed {path}: training continues at epoch {self.start_epoch}")
@@ -209,6 +230,7 @@ class MMTrainer(RunTrainerMixin, Trainer):
     def __init__(self, config, model):
         super().__init__(config, model)
         self.epoch_seconds = []
+        self.epoch_diagnostics = [] if config["diagnostics"] else None
         self.amp_dtype = _amp_dtype(config["mixed_precision"], self.device.type)
         # RecBole's _train_epoch wraps the loss in torch.autocast(enabled=enable_amp) and steps
         # through a GradScaler(enabled=enable_scaler); the dtype and the scaler are ours.

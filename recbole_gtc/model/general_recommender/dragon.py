@@ -17,12 +17,14 @@ One forward pass (paper Sec. 3):
    + reg_weight (sum_m mean(P_m[u]^2) + mean(w^2))  (Sec. 3.4)
 """
 
+import contextlib
 import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from recbole_gtc.evaluator.diagnostics import balance_summary, view_score_spread
 from recbole_gtc.model.abstract_recommender import MMREC_KEYS, MultiModalRecommender, bpr_loss, power_propagate
 from recbole_gtc.model.layers.bipartite import normalized_bipartite_adjacency, propagate
 from recbole_gtc.model.layers.graphs import epoch_generator, user_user_graph
@@ -175,3 +177,35 @@ class DRAGON(MultiModalRecommender):
 
     def compute_embeddings(self):
         return self.forward()
+
+    # ------------------------------------------------------------------ diagnostics
+    @torch.no_grad()
+    def diagnostics(self):
+        """Per-epoch diagnostics (``diagnostics: True``), computed in eval mode without touching
+        any random stream, so a run's numbers are those of a run without them. Called in eval
+        mode right after an evaluation, they reuse its representations.
+
+        Returns:
+            dict: ``balance`` (the modality balance score) and ``share/<view>`` (each view's
+            share of what moves the users' scores), see :func:`balance_summary`.
+        """
+        with self.eval_mode():
+            return self.balance(*self._eval_embeddings())
+
+    @contextlib.contextmanager
+    def eval_mode(self):
+        """Eval mode for the block; a model already in eval mode is left as it is (switching
+        would drop its cached evaluation representations)."""
+        was_training = self.training
+        if was_training:
+            self.eval()
+        try:
+            yield
+        finally:
+            if was_training:
+                self.train()
+
+    def balance(self, h_users, h_items):
+        """:func:`balance_summary` of the final representations ``(U, V*d)`` and ``(I, V*d)``."""
+        spread = view_score_spread(h_users, h_items, len(self.views))
+        return balance_summary(spread, self.views, self.modalities)

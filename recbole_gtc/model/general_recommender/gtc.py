@@ -4,8 +4,9 @@ The released implementation, inside RecBole, for any number M of content
 modalities (M = 2 reproduces the released model). One training step:
 
 1. project each modality's frozen features to d:        F_m = Linear(X_m)               (I, d)
-2. diffuse and denoise each F_m conditioned on the item ID embedding E:
-   F_m,t = q(F_m, t, eps);  eps_hat = denoiser_m(F_m,t, t, E);  G_m = one-step x0 estimate
+2. diffuse and denoise each F_m conditioned on c (the item ID embedding E, as released; or,
+   with ``diffusion_condition: users``, the mean preference of the item's training users):
+   F_m,t = q(F_m, t, eps);  eps_hat = denoiser_m(F_m,t, t, c);  G_m = one-step x0 estimate
 3. gate content into the ID view:                      e' = e + sum_k w_k view_k
 4. propagate every view over the user-item graph:      R_v = X_v + A X_v + A^2 X_v
 5. fuse views: items concatenate, users weight each view by a learned per-user weight
@@ -18,17 +19,21 @@ which this class extends) over V = M + 1 views, the ID view first; GTC changes t
 
 "User-aware" in the paper vs the code: the paper describes user-aware filtering;
 the released code conditions the denoiser on the item ID embedding only. This class
-implements the code's behaviour.
+implements the code's behaviour by default (``diffusion_condition: item``);
+``diffusion_condition: users`` is our reading of the paper's user-conditioned filter
+(docs/method.md, "The user-conditioned filter").
 """
 
 import math
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from recbole_gtc.config.rules import boolean, choice, integer, mapping, number
 from recbole_gtc.model.general_recommender.dragon import DRAGON
+from recbole_gtc.model.layers.bipartite import binary_matrix
 from recbole_gtc.model.layers.denoiser import ConditionalDenoiser
 from recbole_gtc.model.layers.diffusion import GaussianDiffusion
 from recbole_gtc.model.layers.gate import similarity_gate
@@ -52,7 +57,9 @@ class GTC(DRAGON):
         "user_graph_k", "knn_chunk_size", "use_diffusion", "use_tc", "tc_mode", "tc_scope", "use_gate",
         "train_denoiser", "tc_candidates",
     )
-    optional_keys = ("eval_timestep", "mm_graph_weights", "graph_cache_dir")
+    #: ``diffusion_condition`` is optional so that checkpoints written before it existed load
+    #: (None means ``item``, the released behaviour).
+    optional_keys = ("eval_timestep", "mm_graph_weights", "graph_cache_dir", "diffusion_condition")
     #: Defaults in properties/model/GTC.yaml. Rules that relate two keys (beta_start < beta_end,
     #: eval_timestep < noise_steps) are validation.check_cross's.
     config_rules = dict(
@@ -75,6 +82,7 @@ class GTC(DRAGON):
         tc_candidates=integer(1),
         use_gate=boolean(),
         train_denoiser=boolean(),
+        diffusion_condition=choice("item", "users", optional=True),
     )
     #: ``mixed_precision: bf16 | fp16`` is accepted (recbole_gtc.config.validation.check_precision): the
     #: sparse products and the diffusion filter run in float32 inside the autocast region.
@@ -85,7 +93,23 @@ class GTC(DRAGON):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.eval_timestep = self.eval_timestep or self.noise_steps // 2
+        self.diffusion_condition = self.diffusion_condition or "item"
         self.logit_scale = nn.Parameter(torch.tensor(math.log(self.logit_scale_init)))
+        if self.diffusion_condition == "users":
+            self.register_item_user_mean(*self.training_pairs(dataset))
+
+    def register_item_user_mean(self, users, items):
+        """``B = D_I^-1 R^T`` ``(I, U)`` in CSR with its transpose, from the TRAINING interactions:
+        row i averages the item's training users (duplicates count once); an item without
+        training users has an empty row (its condition is 0)."""
+        r = binary_matrix(users, items, self.n_users, self.n_items).T.tocoo()  # (I, U)
+        degree = np.bincount(r.row, minlength=self.n_items).astype(np.float32)
+        values = r.data / degree[r.row]
+        index = torch.from_numpy(np.vstack([r.row, r.col]).astype(np.int64))
+        mean = torch.sparse_coo_tensor(index, torch.from_numpy(values.astype(np.float32)),
+                                       (self.n_items, self.n_users)).coalesce()
+        self.register_buffer("item_user_mean", to_csr(mean), persistent=False)
+        self.register_buffer("item_user_mean_t", transpose_csr(mean), persistent=False)
 
     @property
     def views(self):
@@ -138,8 +162,28 @@ class GTC(DRAGON):
         with float32_region(self.item_id_embedding.weight.device.type):
             return super().content_views()
 
+    def denoiser_condition(self, e):
+        """The denoisers' condition, modality -> ``(n_items, d)``, not detached.
+
+        * ``item`` (the released code): the item ID embedding ``e`` for every modality.
+        * ``users`` (our reading of the paper): for modality m, ``sqrt(d) * B normalize(P_m)``,
+          the mean over the item's TRAINING users of their unit-length preference rows for
+          that modality's view (``B``: :meth:`register_item_user_mean`), scaled by ``sqrt(d)``
+          to the norm of the ``N(0, 1)`` ID embedding the denoiser was designed for. One sparse
+          product per step for all modalities together.
+        """
+        if self.diffusion_condition != "users":
+            return {m: e for m in self.modalities}
+        d = self.embedding_size
+        with torch.autocast(e.device.type, enabled=False):
+            prefs = torch.cat([F.normalize(self.user_preference[m].float(), dim=1) for m in self.modalities], dim=1)
+            mean = sparse_mm(self.item_user_mean, prefs, self.item_user_mean_t) * math.sqrt(d)
+        return dict(zip(self.modalities, mean.to(e.dtype).split(d, dim=1)))
+
     def denoise(self, content, cond):
-        """Diffuse then denoise each modality conditioned on ``cond`` (the item ID embedding, not detached).
+        """Diffuse then denoise each modality conditioned on ``cond``: one ``(n_items, d)`` tensor
+        for every modality (the item ID embedding, not detached) or a dict modality -> tensor
+        (:meth:`denoiser_condition`).
 
         Training: a random timestep per item shared across modalities, fresh noise.
         Evaluation: ``t = eval_timestep`` for all items, noise from a fixed seed.
@@ -148,8 +192,17 @@ class GTC(DRAGON):
             (dict of Tensor, Tensor): denoised ``G_m`` ``(n_items, d)`` per modality and the
             summed diffusion MSE over real items (0 when ``use_diffusion`` is off).
         """
+        denoised, mse = self.denoise_parts(content, cond)
+        first = next(iter(content.values()))
+        return denoised, sum(mse.values()) if mse else first.new_zeros(())
+
+    def denoise_parts(self, content, cond):
+        """:meth:`denoise` with the diffusion MSE of each modality, modality -> scalar (``{}`` when
+        ``use_diffusion`` is off)."""
+        conds = cond if isinstance(cond, dict) else {m: cond for m in self.modalities}
+        cond = conds[self.modalities[0]]
         if not self.use_diffusion:
-            return content, cond.new_zeros(())
+            return content, {}
         # In the model's own dtype (float32) even under mixed precision: the one-step x0 estimate
         # is x_t / sqrt(abar_t) - sqrt(1/abar_t - 1) eps_hat, two terms larger than the content
         # that cancel, so a bf16 rounding of eps_hat (2^-9 relative) reaches G_m amplified
@@ -165,12 +218,12 @@ class GTC(DRAGON):
                 t = torch.full((n,), self.eval_timestep, dtype=torch.long, device=cond.device)
                 generator = torch.Generator().manual_seed(int(self.eval_noise_seed))
                 noises = {m: torch.randn(n, d, generator=generator).to(cond.device) for m in self.modalities}
-            denoised, mse = {}, cond.new_zeros(())
+            denoised, mse = {}, {}
             for m in self.modalities:
                 x_t = self.diffusion.q_sample(content[m], t, noises[m])
-                eps_hat = self.denoisers[m](x_t, t, cond)
+                eps_hat = self.denoisers[m](x_t, t, conds[m])
                 denoised[m] = self.diffusion.predict_x0(x_t, t, eps_hat)
-                mse = mse + F.mse_loss(eps_hat[1:], noises[m][1:])
+                mse[m] = F.mse_loss(eps_hat[1:], noises[m][1:])
         return denoised, mse
 
     def forward(self):
@@ -179,10 +232,13 @@ class GTC(DRAGON):
         Returns:
             dict: ``user`` (n_users, V*d) and ``item`` (n_items, V*d) final representations
             (V = M + 1 views), ``id`` (n_items, d) raw ID embedding, ``denoised`` per-modality
-            ``G_m`` (n_items, d) and ``diff_loss`` (scalar).
+            ``G_m`` (n_items, d), ``projected`` per-modality ``F_m`` before the filter,
+            ``diff_loss`` (scalar) and ``diff_mse`` (its terms, modality -> scalar).
         """
         e = self.item_id_embedding.weight
-        denoised, diff_loss = self.denoise(self.content_views(), e)
+        projected = self.content_views()
+        denoised, mse = self.denoise_parts(projected, self.denoiser_condition(e) if self.use_diffusion else e)
+        diff_loss = sum(mse.values()) if mse else e.new_zeros(())
         content = [denoised[m] for m in self.modalities]
         e_gated = similarity_gate([e] + content, self.gate_temperature) if self.use_gate else e
 
@@ -190,7 +246,8 @@ class GTC(DRAGON):
         # memory-bound (nothing to gain) and their backward refuses mixed dtypes.
         with float32_region(e.device.type):
             h_users, h_items = self.propagate_views([e_gated.float()] + [c.float() for c in content])
-        return {"user": h_users, "item": h_items, "id": e, "denoised": denoised, "diff_loss": diff_loss}
+        return {"user": h_users, "item": h_items, "id": e, "projected": projected, "denoised": denoised,
+                "diff_loss": diff_loss, "diff_mse": mse}
 
     # ------------------------------------------------------------------ losses
     def calculate_loss(self, interaction):
@@ -251,6 +308,53 @@ class GTC(DRAGON):
 
     # ------------------------------------------------------------------ evaluation
     def compute_embeddings(self):
-        """Final ``(user, item)`` representations for scoring (see :class:`CachedEvalScores`)."""
+        """Final ``(user, item)`` representations for scoring (see :class:`CachedEvalScores`);
+        the whole forward output is kept beside them for :meth:`diagnostics`."""
         out = self.forward()
+        self._eval_forward = out
         return out["user"], out["item"]
+
+    _eval_forward = None
+
+    def train(self, mode=True):
+        self._eval_forward = None  # dropped with the evaluation representations it goes with
+        return super().train(mode)
+
+    def eval_forward(self):
+        """The eval-mode :meth:`forward` output of the current evaluation representations
+        (computed once per evaluation, with them)."""
+        users, _ = self._eval_embeddings()
+        out = self._eval_forward
+        if out is None or out["user"] is not users:  # the cache was filled elsewhere (e.g. loaded)
+            out = self._eval_forward = self.forward()
+        return out
+
+    # ------------------------------------------------------------------ diagnostics
+    #: Seed of the permutations of the per-epoch TC bound (its own generator: no random stream moves).
+    DIAGNOSTICS_SEED = 0
+
+    @torch.no_grad()
+    def diagnostics(self):
+        """Per-epoch diagnostics (``diagnostics: True``, docs/diagnostics.md), in eval mode (the
+        evaluation's timestep and fixed noise) without touching any random stream:
+
+        * ``balance``, ``share/<view>``: :meth:`DRAGON.balance`;
+        * ``recon/<m>``: the filter's relative reconstruction error ``|G_m - F_m|^2 / |F_m|^2``
+          over real items, and ``eps_mse/<m>`` its noise-prediction error (the diffusion loss's
+          term), per modality; absent without the filter;
+        * ``tc_bound``: ``log n - L_Symile`` over all n real items with the learned scale, the
+          total-correlation lower bound on the views the TC loss sees (nats; at most ``log n``).
+        """
+        with self.eval_mode():
+            out = self.eval_forward()
+            result = self.balance(out["user"], out["item"])
+            for m, mse in out["diff_mse"].items():
+                f, g = out["projected"][m][1:], out["denoised"][m][1:]
+                result[f"recon/{m}"] = float(((g - f) ** 2).sum() / (f ** 2).sum().clamp_min(1e-30))
+                result[f"eps_mse/{m}"] = float(mse)
+            views = [F.normalize(out["id"][1:], dim=1)]
+            views += [F.normalize(out["denoised"][m][1:].float(), dim=1) for m in self.modalities]
+            generator = torch.Generator(device=views[0].device).manual_seed(self.DIAGNOSTICS_SEED)
+            loss = symile_loss(views, self.logit_scale.exp(), chunk_size=self.tc_chunk_size, generator=generator)
+            result["tc_bound"] = math.log(views[0].shape[0]) - float(loss)
+            return result
