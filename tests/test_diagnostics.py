@@ -269,14 +269,15 @@ def test_users_condition_uses_training_interactions_only(toy):
     assert all(torch.equal(a[m], b[m]) for m in a)
 
 
-def test_new_keys_at_their_defaults_keep_the_cached_fingerprints(tiny):
-    default = config_items(load_config("GTC", "tiny", config_dict={"data_path": tiny}))
+def test_new_keys_at_their_defaults_keep_the_cached_fingerprints(tiny, tmp_path):
+    where = {"data_path": tiny, "checkpoint_dir": str(tmp_path / "saved"), "graph_cache_dir": None}
+    default = config_items(load_config("GTC", "tiny", config_dict=where))
     assert "diffusion_condition" not in default and "diagnostics" not in default
-    changed = config_items(load_config("GTC", "tiny", config_dict={"data_path": tiny, "diagnostics": True,
-                                                                   "diffusion_condition": "users"}))
+    changed = config_items(load_config("GTC", "tiny", config_dict=dict(where, diagnostics=True,
+                                                                       diffusion_condition="users")))
     assert changed["diffusion_condition"] == "'users'" and changed["diagnostics"] == "True"
     with pytest.raises(RecboleGTCError, match="diffusion_condition"):
-        load_config("GTC", "tiny", config_dict={"data_path": tiny, "diffusion_condition": "user"})
+        load_config("GTC", "tiny", config_dict=dict(where, diffusion_condition="user"))
 
 
 # ----------------------------------------------------------------- per-epoch diagnostics and the command
