@@ -33,7 +33,8 @@ both() {  # dataset, GTC prefix: two workers over disjoint seeds, then the table
     wait
     study "$1" "$models" "$SEEDS" --report_only
     # every run folder of the study (runs.csv's run ids) through `diagnose run`
-    tail -n +2 "$OUT/$1/runs.csv" | cut -d, -f4 | while read -r run_id; do
+    python -c "import csv, sys; [print(r['run_id']) for r in csv.DictReader(open(sys.argv[1]))]" "$OUT/$1/runs.csv" |
+    while read -r run_id; do
         nice -n "$NICE" python -m recbole_gtc.diagnose run "$SAVED/$run_id" --out "$OUT/$1/diagnose/$run_id"
     done
     summary "$1"
@@ -41,8 +42,9 @@ both() {  # dataset, GTC prefix: two workers over disjoint seeds, then the table
 
 summary() {  # mean ± std over seeds of the per-run diagnostics: probes, user-awareness, last epoch
     python - "$OUT/$1" <<'PY'
-import csv, glob, json, os, sys
+import csv, glob, os, sys
 import numpy as np
+from scipy.stats import spearmanr
 root = sys.argv[1]
 label_of = {r["run_id"]: r["label"] for r in csv.DictReader(open(os.path.join(root, "runs.csv")))}
 probes, aware, last = {}, {}, {}
@@ -52,10 +54,8 @@ for folder in sorted(glob.glob(os.path.join(root, "diagnose", "*"))):
         continue
     for r in csv.DictReader(open(os.path.join(folder, "probes.csv"))):
         probes.setdefault((label, r["modality"], r["features"], r["target"]), []).append(float(r["r2"]))
-    text = open(os.path.join(folder, "diagnose.md")).read()
     rows = list(csv.DictReader(open(os.path.join(folder, "users.csv"))))
     if rows:
-        from scipy.stats import spearmanr
         w = np.array([float(r["planted_w"]) for r in rows])
         for key in ("view_weight", "score_share"):
             v = np.array([float(r[key]) for r in rows])

@@ -269,14 +269,15 @@ def test_users_condition_uses_training_interactions_only(toy):
     assert all(torch.equal(a[m], b[m]) for m in a)
 
 
-def test_new_keys_at_their_defaults_keep_the_cached_fingerprints(tiny):
-    default = config_items(load_config("GTC", "tiny", config_dict={"data_path": tiny}))
+def test_new_keys_at_their_defaults_keep_the_cached_fingerprints(tiny, tmp_path):
+    where = {"data_path": tiny, "checkpoint_dir": str(tmp_path / "saved"), "graph_cache_dir": None}
+    default = config_items(load_config("GTC", "tiny", config_dict=where))
     assert "diffusion_condition" not in default and "diagnostics" not in default
-    changed = config_items(load_config("GTC", "tiny", config_dict={"data_path": tiny, "diagnostics": True,
-                                                                   "diffusion_condition": "users"}))
+    changed = config_items(load_config("GTC", "tiny", config_dict=dict(where, diagnostics=True,
+                                                                       diffusion_condition="users")))
     assert changed["diffusion_condition"] == "'users'" and changed["diagnostics"] == "True"
     with pytest.raises(RecboleGTCError, match="diffusion_condition"):
-        load_config("GTC", "tiny", config_dict={"data_path": tiny, "diffusion_condition": "user"})
+        load_config("GTC", "tiny", config_dict=dict(where, diffusion_condition="user"))
 
 
 # ----------------------------------------------------------------- per-epoch diagnostics and the command
@@ -286,7 +287,8 @@ def test_diagnostics_leave_the_run_alone_and_the_command_reports_it(tiny, tmp_pa
     run = run_recbole_gtc("GTC", "tiny", config_dict=dict(common, diagnostics=True))
     assert run["test_result"] == plain["test_result"] and plain["diagnostics"] is None
     assert [e["epoch"] for e in run["diagnostics"]] == [0, 1]
-    assert {"balance", "share/image", "recon/image", "eps_mse/text", "tc_bound", "seconds"} <= set(run["diagnostics"][0])
+    keys = {"balance", "share/image", "recon/image", "eps_mse/text", "tc_bound", "seconds"}
+    assert keys <= set(run["diagnostics"][0])
     assert all(0 <= e["balance"] <= 1 and e["tc_bound"] <= math.log(79) for e in run["diagnostics"])
     with open(os.path.join(run["run_dir"], "run.json")) as handle:
         stored = json.load(handle)["result"]
@@ -294,7 +296,8 @@ def test_diagnostics_leave_the_run_alone_and_the_command_reports_it(tiny, tmp_pa
     groups = stored["test_groups"]
     for grouping in GROUPINGS:  # RecBole rounds its metrics to 4 decimals
         part = [g for g in groups if g["grouping"] == grouping]
-        assert sum(g["share"] * g["recall@20"] for g in part) == pytest.approx(run["test_result"]["recall@20"], abs=6e-5)
+        weighted = sum(g["share"] * g["recall@20"] for g in part)
+        assert weighted == pytest.approx(run["test_result"]["recall@20"], abs=6e-5)
     assert os.path.isfile(os.path.join(run["run_dir"], "test_groups.csv"))
 
     out = tmp_path / "diag"

@@ -103,7 +103,8 @@ def symile_optimal(views, rho, generator, chunk_size=1024):
 
         def candidates(rows):
             o = [views[w] if p is None else views[w][p] for w, p in zip(others, rows)]
-            bias = sum(q[w, w2] * (o[i] * o[j]).sum(1) for (i, w), (j, w2) in itertools.product(enumerate(others), repeat=2))
+            pairs = itertools.product(enumerate(others), repeat=2)
+            bias = sum(q[w, w2] * (o[i] * o[j]).sum(1) for (i, w), (j, w2) in pairs)
             return torch.cat(o + [(-0.5 * bias).unsqueeze(1)], dim=1)
 
         anchor = torch.cat([-q[a, w] * views[a] for w in others] + [torch.ones(n, 1, dtype=torch.float64)], dim=1)
