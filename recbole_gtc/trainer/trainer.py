@@ -278,6 +278,21 @@ def _refuse_non_finite(model, epoch):
 
 
 @contextlib.contextmanager
+def _in_recbole_trainer(**replacements):
+    """Replace names of RecBole's trainer module (``recbole.trainer.trainer``) while the block
+    runs, then put the originals back: the one way this package changes what RecBole's ``fit``,
+    ``_train_epoch`` and ``__init__`` call without copying them."""
+    originals = {name: getattr(recbole_trainer, name) for name in replacements}
+    for name, value in replacements.items():
+        setattr(recbole_trainer, name, value)
+    try:
+        yield
+    finally:
+        for name, value in originals.items():
+            setattr(recbole_trainer, name, value)
+
+
+@contextlib.contextmanager
 def _scaled_steps(trainer):
     """For RecBole's ``_train_epoch``: ``trainer.scaler`` as its GradScaler (one for the whole
     run, on the trainer's device type), and gradients unscaled before ``clip_grad_norm_``
@@ -288,13 +303,9 @@ def _scaled_steps(trainer):
         scaler.unscale_(trainer.optimizer)
         return clip_grad_norm_(parameters, *args, **kwargs)
 
-    originals = recbole_trainer.amp, recbole_trainer.clip_grad_norm_
-    recbole_trainer.amp = types.SimpleNamespace(GradScaler=lambda *args, **kwargs: scaler)
-    recbole_trainer.clip_grad_norm_ = clip
-    try:
+    with _in_recbole_trainer(amp=types.SimpleNamespace(GradScaler=lambda *args, **kwargs: scaler),
+                             clip_grad_norm_=clip):
         yield
-    finally:
-        recbole_trainer.amp, recbole_trainer.clip_grad_norm_ = originals
 
 
 def strict_early_stopping(value, best, cur_step, max_step, bigger=True):
@@ -318,12 +329,8 @@ def _early_stopping_rule(best_on_tie):
     if best_on_tie != "earlier":
         yield
         return
-    original = recbole_trainer.early_stopping
-    recbole_trainer.early_stopping = strict_early_stopping
-    try:
+    with _in_recbole_trainer(early_stopping=strict_early_stopping):
         yield
-    finally:
-        recbole_trainer.early_stopping = original
 
 
 def _same_on_every_rank(valid_score, epoch_idx):
@@ -415,25 +422,16 @@ def _ddp_for(config):
             warnings.filterwarnings("ignore", message=r".*broadcast_buffers.*is deprecated.*", category=FutureWarning)
             return DistributedDataParallel(module, device_ids=None if cpu else device_ids, broadcast_buffers=False)
 
-    original = recbole_trainer.DistributedDataParallel
-    recbole_trainer.DistributedDataParallel = ddp
-    try:
+    with _in_recbole_trainer(DistributedDataParallel=ddp):
         yield
-    finally:
-        recbole_trainer.DistributedDataParallel = original
 
 
 @contextlib.contextmanager
 def _tensorboard_under(folder):
     # RecBole's Trainer.__init__ opens a SummaryWriter in ./log_tensorboard/<log file name>;
     # point it at the run's folder instead, so runs never share or pile up event files.
-
-    original = recbole_trainer.get_tensorboard
-    recbole_trainer.get_tensorboard = lambda logger: SummaryWriter(folder)
-    try:
+    with _in_recbole_trainer(get_tensorboard=lambda logger: SummaryWriter(folder)):
         yield
-    finally:
-        recbole_trainer.get_tensorboard = original
 
 
 def _rng_state(generator=None):
