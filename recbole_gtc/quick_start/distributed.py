@@ -46,7 +46,6 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from recbole_gtc.quick_start import quick_start
-from recbole_gtc.quick_start.quick_start import load_config
 from recbole_gtc.trainer.run import Run, fingerprint
 from recbole_gtc.utils.compat import quiet_library_warnings
 from recbole_gtc.utils.errors import RecboleGTCError
@@ -98,7 +97,7 @@ def run_distributed(model, dataset, settings, config_file_list=None, cmd_args=No
             a rank that failed (its last error line).
     """
 
-    load_config(model, dataset, config_file_list, cmd_args=cmd_args)  # errors before any process starts
+    quick_start.load_config(model, dataset, config_file_list, cmd_args=cmd_args)  # errors before any process starts
     context = mp.get_context("spawn")
     queue = context.SimpleQueue()
     result = None
