@@ -21,14 +21,14 @@ from recbole.model.abstract_recommender import GeneralRecommender
 
 from recbole_gtc.config.configurator import parse_override
 from recbole_gtc.data.utils import check_model_type
-from recbole_gtc.quick_start.distributed import distributed_settings, run_distributed
+from recbole_gtc.quick_start.distributed import PEER_TIMEOUT, distributed_settings, run_distributed
 from recbole_gtc.quick_start.quick_start import comparison_table, load_config, run_recbole_gtc
 from recbole_gtc.quick_start.recommend import build_parser as recommend_parser
 from recbole_gtc.quick_start.recommend import main as recommend_main
 from recbole_gtc.study.compare import run_study
 from recbole_gtc.trainer.run import RUN_FILE
 from recbole_gtc.utils.compat import quiet_library_warnings
-from recbole_gtc.utils.errors import Interrupted, RecboleGTCError
+from recbole_gtc.utils.errors import Interrupted, RecboleGTCError, sigterm_as_interrupt, stop_status, stop_words
 from recbole_gtc.utils.utils import _PLUGIN_MODELS, PROPERTIES_DIR, get_model
 
 #: Overrides listed by ``--help``: key, where its default comes from (``overall``: the
@@ -219,6 +219,9 @@ def build_parser():
     dist.add_argument("--port", type=int, default=5678, help="its free TCP port (default: %(default)s)")
     dist.add_argument("--group_offset", type=int, default=0, metavar="N",
                       help="global rank of this machine's first process (default: %(default)s)")
+    dist.add_argument("--peer_timeout", type=float, default=PEER_TIMEOUT, metavar="SECONDS",
+                      help="how long every process waits for all --world_size processes to join before it gives "
+                           "up with an error (default: %(default)g)")
     recommend = parser.add_argument_group(
         "recommendations from a checkpoint",
         "nothing trains: top-K items per user from a trained run, as CSV (recbole-gtc --recommend --help)\n"
@@ -243,26 +246,26 @@ def parse_args(argv):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
 
-    if "--recommend" in argv:  # top-K items from a trained checkpoint (recbole_gtc.quick_start.recommend)
-
-        return recommend_main(argv)
-    args, overrides = parse_args(argv)
-
-    try:
-        with quiet_library_warnings():
-            return _main(args, overrides)
-    except RecboleGTCError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as exc:  # Interrupted says what was kept and how to continue
-        message = str(exc) if isinstance(exc, Interrupted) else \
-            "interrupted (Ctrl-C) before a run started training: nothing to resume"
-        print(f"error: {message}", file=sys.stderr)
-        return 130
+    with sigterm_as_interrupt():  # a SIGTERM (kill, a scheduler) stops a run as Ctrl-C does: resumable
+        if "--recommend" in argv:  # top-K items from a trained checkpoint (recbole_gtc.quick_start.recommend)
+            return recommend_main(argv)
+        args, overrides = parse_args(argv)
+        try:
+            with quiet_library_warnings():
+                return _main(args, overrides)
+        except RecboleGTCError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as exc:  # Interrupted says what was kept and how to continue
+            message = str(exc) if isinstance(exc, Interrupted) else \
+                f"interrupted ({stop_words(exc)}) before a run started training: nothing to resume"
+            print(f"error: {message}", file=sys.stderr)
+            return stop_status(exc)
 
 
 def _main(args, overrides):
-    settings = distributed_settings(args.nproc, args.world_size, args.ip, args.port, args.group_offset)
+    settings = distributed_settings(args.nproc, args.world_size, args.ip, args.port, args.group_offset,
+                                    args.peer_timeout)
     if args.seeds is not None or args.tune or args.results_dir is not None or args.report_only:
         if settings is not None:
             raise RecboleGTCError("--nproc/--world_size: a comparison study trains in one process")

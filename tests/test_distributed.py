@@ -2,7 +2,9 @@
 
 import json
 import os
+import re
 import socket
+import time
 
 import pytest
 from planted import NAME, planted_roots
@@ -75,6 +77,7 @@ def test_recommend_scores_a_checkpoint_of_a_multi_process_run(runs, capsys):
     ({"nproc": 0}, "--nproc=0: must be at least 1"),
     ({"nproc": 2, "world_size": 4, "group_offset": 3}, "ranks 3..4 do not fit in --world_size=4"),
     ({"nproc": 2, "port": 70000}, "--port=70000: must be a TCP port"),
+    ({"nproc": 2, "peer_timeout": 0}, "--peer_timeout=0: must be a number of seconds > 0"),
 ])
 def test_bad_flags_are_refused(kwargs, message):
     with pytest.raises(RecboleGTCError, match=message.replace(".", r"\.").replace("(", r"\(")):
@@ -84,7 +87,7 @@ def test_bad_flags_are_refused(kwargs, message):
 def test_one_process_needs_no_process_group():
     assert distributed_settings(nproc=1) is None
     assert distributed_settings(nproc=1, world_size=2) == {
-        "world_size": 2, "nproc": 1, "offset": 0, "ip": "localhost", "port": 5678}
+        "world_size": 2, "nproc": 1, "offset": 0, "ip": "localhost", "port": 5678, "peer_timeout": 600.0}
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -95,3 +98,20 @@ def test_runner_refuses_what_one_process_does(capsys, extra, message, tmp_path):
     code = cli.main(["--model=BPR", "--dataset=synth-mm", "--nproc=2", f"--checkpoint_dir={tmp_path}"] + extra)
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_a_missing_peer_is_said_and_given_up_on_after_peer_timeout(capsys, tmp_path):
+    """--world_size=2 with one process: rank 0 says what it waits for, then one error line,
+    instead of waiting torch's 30 minutes in silence."""
+    start = time.monotonic()
+    code = cli.main(["--model=BPR", "--dataset=synth-mm", "--world_size=2", f"--port={free_port()}",
+                     "--peer_timeout=2", f"--checkpoint_dir={tmp_path}", "--use_gpu=False"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(
+        "error: multi-process training failed: --world_size=2: not every process joined tcp://localhost:"), err
+    # the words in brackets are torch's ("Timed out after 3 seconds waiting for clients. 1/2 clients joined.")
+    assert re.search(r"within --peer_timeout=2 s \(.+\); start the other machines' commands with the same --ip, "
+                     r"--port and --world_size, or lower --world_size$", errors[0]), errors[0]
+    assert time.monotonic() - start < 120

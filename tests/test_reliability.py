@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import signal
 
 import numpy as np
 import pytest
@@ -129,6 +130,33 @@ def test_ctrl_c_is_one_line_saying_what_was_kept_exit_130_and_resume_continues(t
                     f"continue with --resume={run_dir}")
     assert _meta(run_dir)["status"] == "interrupted"
     assert "interrupted (Ctrl-C)" in open(os.path.join(run_dir, "run.log")).read()
+    monkeypatch.setattr(MMTrainer, "_train_epoch", original)
+    assert main(_common(tiny, saved) + [f"--resume={run_dir}"]) == 0
+    assert _test_result(capsys.readouterr().out) == uninterrupted
+
+
+def test_sigterm_stops_a_run_as_ctrl_c_does_exit_143_and_resume_continues(tiny, tmp_path, monkeypatch, capsys,
+                                                                          uninterrupted):
+    """``kill PID`` (a scheduler's time limit) records ``interrupted``, not a run left ``running``."""
+    from recbole_gtc.trainer.trainer import MMTrainer
+
+    original = MMTrainer._train_epoch
+
+    def terminated(self, train_data, epoch_idx, *args, **kwargs):
+        if epoch_idx == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, train_data, epoch_idx, *args, **kwargs)
+
+    monkeypatch.setattr(MMTrainer, "_train_epoch", terminated)
+    saved = tmp_path / "saved"
+    handler = signal.getsignal(signal.SIGTERM)
+    assert main(_common(tiny, saved)) == 143
+    assert signal.getsignal(signal.SIGTERM) is handler  # the entry point restores the handler
+    line = _one_error(capsys.readouterr().err)
+    (run_dir,) = glob.glob(str(saved / "BPR-tiny-*"))
+    assert line == (f"error: interrupted (SIGTERM) in {run_dir}; last.pth (epoch 1) and best.pth kept: "
+                    f"continue with --resume={run_dir}")
+    assert _meta(run_dir)["status"] == "interrupted"
     monkeypatch.setattr(MMTrainer, "_train_epoch", original)
     assert main(_common(tiny, saved) + [f"--resume={run_dir}"]) == 0
     assert _test_result(capsys.readouterr().out) == uninterrupted
@@ -532,3 +560,51 @@ def test_ctrl_c_in_prepare_and_recommend_is_one_line_exit_130(tmp_path, monkeypa
                                                    "command again")
     monkeypatch.setattr(recommend_module, "recommend", ctrl_c)
     assert _recommend(capsys, "--checkpoint", str(tmp_path), "--users", "1")[0] == 130
+
+
+# ---------------------------------------------------------------- 7. silent surprises
+def test_a_misspelt_modality_in_mm_graph_weights_is_an_error_not_equal_weights(tmp_path):
+    from toydata import toy_model
+
+    with pytest.raises(RecboleGTCError, match=r"^mm_graph_weights: no modality 'imag' in this dataset "
+                                              r"\(its modalities: image, text\)$"):
+        toy_model(tmp_path, "GTC", mm_graph_weights={"imag": 0.5}, knn_k=4, user_graph_k=5)
+    # The defaults name image and text: a dataset with text only ignores the image weight.
+    model, _ = toy_model(tmp_path / "text_only", "GTC", modalities=("text",), knn_k=4, user_graph_k=5)
+    assert model.item_graph_weights() == {"text": 1.0}
+
+
+@pytest.mark.parametrize("text, line", [("learning_rate: 0.01\nepochs: 3\nlearning_rate: 0.1\n", 3),
+                                        ("mm_graph_weights: {image: 0.5, image: 0.2}\n", 1)],
+                         ids=["top-level", "flow-mapping"])
+def test_a_key_given_twice_in_a_yaml_file_is_refused(tiny, tmp_path, capsys, text, line):
+    path = tmp_path / "twice.yaml"
+    path.write_text(text)
+    assert main(_common(tiny, tmp_path / "saved") + [f"--config_files={path}"]) == 2
+    key = re.search(r"(learning_rate|image)", text).group(1)
+    assert re.fullmatch(rf"error: {re.escape(str(path))}: not valid YAML \(key '{key}' given twice: first at line 1, "
+                        rf"again at line {line}, column \d+\)", _one_error(capsys.readouterr().err))
+
+
+def test_a_dataset_yaml_with_a_key_twice_is_refused_naming_it(tmp_path, capsys):
+    write_dataset(tmp_path, "twice", random_splits(N_USERS, N_ITEMS), features(["image"]), N_ITEMS,
+                  extra=TOPK + "topk: [5, 10]\n")
+    assert main(["--model=BPR", "--dataset=twice", f"--data_path={tmp_path}", "--use_gpu=False"]) == 2
+    assert re.search(r"twice\.yaml: not valid YAML \(key 'topk' given twice", _one_error(capsys.readouterr().err))
+
+
+@pytest.mark.parametrize("value, what", [(0.0, "all zero"), (3.0, "one constant row")])
+def test_a_modality_without_information_is_warned_about(tmp_path, caplog, value, what):
+    from toydata import build
+
+    feats = features(["image", "text"])
+    feats["image"][:] = value
+    write_dataset(tmp_path, "flat", random_splits(N_USERS, N_ITEMS), feats, N_ITEMS)
+    build(tmp_path, "flat", "VBPR")
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "carries no" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].endswith(
+        f"image_feat.npy: every item has the same image features ({what}): the image modality carries no information")
+    caplog.clear()
+    write_dataset(tmp_path, "fine", random_splits(N_USERS, N_ITEMS), features(["image", "text"]), N_ITEMS)
+    build(tmp_path, "fine", "VBPR")
+    assert not [r for r in caplog.records if "carries no" in r.getMessage()]

@@ -14,7 +14,9 @@ Layers 2-4 are folded into RecBole's *internal* config, so every external input
 still overrides them exactly as in RecBole.
 """
 
+import datetime
 import os
+import sys
 
 import torch
 import torch.distributed as dist
@@ -138,12 +140,9 @@ class MMConfig(Config):
                        else f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}")
             raise RecboleGTCError(f"--nproc={self.final_config_dict['nproc']}: only {torch.cuda.device_count()} "
                                   f"GPU(s) visible ({visible}); one GPU per process, or --use_gpu=False")
-        dist.init_process_group(
-            backend="nccl" if use_cuda else "gloo",
-            rank=local_rank + self.final_config_dict["offset"],
-            world_size=self.final_config_dict["world_size"],
-            init_method=f"tcp://{self.final_config_dict['ip']}:{self.final_config_dict['port']}",
-        )
+        rank = local_rank + self.final_config_dict["offset"]
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", store=self._rendezvous(rank),
+                                rank=rank, world_size=self.final_config_dict["world_size"])
         self.final_config_dict["device"] = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
         if use_cuda:
             torch.cuda.set_device(local_rank)
@@ -153,11 +152,40 @@ class MMConfig(Config):
             self.final_config_dict["show_progress"] = False
             self.final_config_dict["verbose"] = False
 
+    def _rendezvous(self, rank):
+        """The TCP store every rank joins (RecBole's ``tcp://ip:port``), waiting at most
+        ``peer_timeout`` seconds for all ``world_size`` processes instead of torch's silent 30
+        minutes; rank 0 of a run spread over machines says what it waits for."""
+
+        c = self.final_config_dict
+        address, world_size, nproc = f"tcp://{c['ip']}:{c['port']}", c["world_size"], c["nproc"]
+        if rank == 0 and world_size > nproc:
+            print(f"waiting up to {c['peer_timeout']:g} s for the {world_size - nproc} process(es) of the other "
+                  f"machines at {address}", file=sys.stderr, flush=True)
+        try:
+            return dist.TCPStore(c["ip"], c["port"], world_size, rank == 0, wait_for_workers=True,
+                                 timeout=datetime.timedelta(seconds=c["peer_timeout"]))
+        except (RuntimeError, OSError) as err:
+            raise RecboleGTCError(
+                f"--world_size={world_size}: not every process joined {address} within --peer_timeout="
+                f"{c['peer_timeout']:g} s ({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}); "
+                "start the other machines' commands with the same --ip, --port and --world_size, "
+                "or lower --world_size") from None
+
     def _set_train_neg_sample_args(self):
         _one_line_errors(super()._set_train_neg_sample_args)
 
     def _set_eval_neg_sample_args(self, phase):
         _one_line_errors(super()._set_eval_neg_sample_args, phase)
+
+    def _build_yaml_loader(self):
+        """RecBole's loader (its float syntax), refusing a key given twice in one mapping: YAML
+        forbids it, and PyYAML would silently keep the last value."""
+        base = super()._build_yaml_loader()  # RecBole adds its float syntax to yaml.FullLoader
+        if not issubclass(UniqueKeyLoader, base):
+            raise RecboleGTCError(f"RecBole's YAML loader {base.__name__} is not yaml.FullLoader: "
+                                  "this recbole-gtc needs RecBole 1.2.x")
+        return UniqueKeyLoader
 
     def _load_config_files(self, file_list):
         """RecBole's reading, one file at a time, so that a problem names its file."""
@@ -201,7 +229,7 @@ class MMConfig(Config):
             try:
                 layer = self._update_internal_config_dict(path)
             except yaml.YAMLError as err:
-                raise RecboleGTCError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+                raise RecboleGTCError(f"{path}: not valid YAML ({_yaml_problem(err)})") from None
             if i == 2 and layer:
                 # RecBole prints dataset keys under "Dataset Hyper Parameters".
                 self.parameters["Dataset"] += [k for k in layer if k not in self.parameters["Dataset"]]
@@ -216,6 +244,28 @@ def _one_line_errors(check, *args):
     except (ValueError, TypeError, KeyError, AttributeError, NotImplementedError, RuntimeError, AssertionError) as err:
         text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise RecboleGTCError(f"configuration rejected by RecBole: {text}") from None
+
+
+class UniqueKeyLoader(yaml.FullLoader):
+    """RecBole's YAML loader (``yaml.FullLoader`` with its float syntax, inherited), raising a
+    YAML error at the second occurrence of a key in a mapping. A module-level class: the
+    configuration, loader included, is pickled into every checkpoint."""
+
+    def construct_mapping(self, node, deep=False):
+        first_line = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` merges may override
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                seen = first_line.get(key)
+            except TypeError:  # an unhashable key: PyYAML's own error follows
+                continue
+            if seen is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice: first at line {seen}, again", key_node.start_mark)
+            first_line[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
 
 
 def _yaml_problem(err):

@@ -47,6 +47,11 @@ class MultiModalDataset(Dataset):
             path = os.path.join(self.dataset_path, str(filename))
             feats[name] = _aligned_features(path, tokens)
             self.logger.info(f"modality [{name}]: {path} {tuple(feats[name].shape[1:])}-d")
+            rows = feats[name][1:]
+            if len(rows) > 1 and bool((rows == rows[0]).all()):  # trains, but on nothing
+                what = "all zero" if not bool(rows[0].any()) else "one constant row"
+                self.logger.warning(f"{path}: every item has the same {name} features ({what}): "
+                                    f"the {name} modality carries no information")
         return feats
 
     def __str__(self):

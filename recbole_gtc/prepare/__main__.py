@@ -14,7 +14,7 @@ from recbole_gtc.prepare.movielens import DEFAULT_SEED
 from recbole_gtc.prepare.movielens import NAME as MOVIELENS_NAME
 from recbole_gtc.prepare.movielens import build_movielens
 from recbole_gtc.prepare.synthetic import PRESETS, build_synthetic
-from recbole_gtc.utils.errors import RecboleGTCError
+from recbole_gtc.utils.errors import RecboleGTCError, sigterm_as_interrupt, stop_status, stop_words
 from recbole_gtc.utils.utils import default_data_path
 
 
@@ -103,14 +103,16 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
     try:
-        name, out_dir = _run(args, argv)
+        with sigterm_as_interrupt():
+            name, out_dir = _run(args, argv)
     except RecboleGTCError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         # every command writes its folder under a temporary name and renames it when complete
-        print("error: interrupted (Ctrl-C): no dataset was written; run the command again", file=sys.stderr)
-        return 130
+        print(f"error: interrupted ({stop_words(exc)}): no dataset was written; run the command again",
+              file=sys.stderr)
+        return stop_status(exc)
     print(train_command(name, out_dir))
     return 0
 

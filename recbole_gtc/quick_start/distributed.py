@@ -48,13 +48,18 @@ import torch.multiprocessing as mp
 from recbole_gtc.quick_start import quick_start
 from recbole_gtc.trainer.run import Run, fingerprint
 from recbole_gtc.utils.compat import quiet_library_warnings
-from recbole_gtc.utils.errors import RecboleGTCError
+from recbole_gtc.utils.errors import RecboleGTCError, stop_words
 
 #: Keys the runner sets in each rank's configuration (never user configuration keys).
-DISTRIBUTED_KEYS = ("local_rank", "world_size", "nproc", "offset", "ip", "port")
+DISTRIBUTED_KEYS = ("local_rank", "world_size", "nproc", "offset", "ip", "port", "peer_timeout")
+
+#: Seconds every process waits for all ``--world_size`` processes to join (torch's own default,
+#: 30 minutes, looks like a hang when another machine's command was never started).
+PEER_TIMEOUT = 600
 
 
-def distributed_settings(nproc=1, world_size=-1, ip="localhost", port=5678, group_offset=0):
+def distributed_settings(nproc=1, world_size=-1, ip="localhost", port=5678, group_offset=0,
+                         peer_timeout=PEER_TIMEOUT):
     """Check RecBole's distributed flags; ``None`` for one process, else the keys every rank gets.
 
     Raises:
@@ -75,8 +80,10 @@ def distributed_settings(nproc=1, world_size=-1, ip="localhost", port=5678, grou
                               f"{group_offset + nproc - 1} do not fit in --world_size={world_size}")
     if not 0 < int(port) < 65536:
         raise RecboleGTCError(f"--port={port}: must be a TCP port (1..65535)")
+    if not peer_timeout > 0:
+        raise RecboleGTCError(f"--peer_timeout={peer_timeout}: must be a number of seconds > 0")
     return {"world_size": int(world_size), "nproc": int(nproc), "offset": int(group_offset),
-            "ip": str(ip), "port": int(port)}
+            "ip": str(ip), "port": int(port), "peer_timeout": float(peer_timeout)}
 
 
 def run_distributed(model, dataset, settings, config_file_list=None, cmd_args=None, saved=True):
@@ -156,7 +163,7 @@ def _rank_train(local_rank, model, dataset, config_file_list, cmd_args, saved, s
     except BaseException as exc:
         if run is not None:  # a no-op on the ranks that joined rank 0's folder
             # a multi-process run is not resumable: even a Ctrl-C or a full disk fails it
-            run.fail("interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else _first_line(exc))
+            run.fail(f"interrupted ({stop_words(exc)})" if isinstance(exc, KeyboardInterrupt) else _first_line(exc))
         raise
     finally:
         if dist.is_initialized():

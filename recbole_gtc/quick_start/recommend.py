@@ -31,7 +31,7 @@ from recbole_gtc.data import create_dataset, data_preparation
 from recbole_gtc.trainer.run import BEST_CHECKPOINT, RUN_FILE, dataset_digest
 from recbole_gtc.trainer.trainer import non_finite_tensor
 from recbole_gtc.utils.compat import quiet_library_warnings
-from recbole_gtc.utils.errors import RecboleGTCError
+from recbole_gtc.utils.errors import RecboleGTCError, stop_status, stop_words
 from recbole_gtc.utils.files import atomic_write, check_output_dir, expand_path
 from recbole_gtc.utils.utils import get_model
 
@@ -84,9 +84,9 @@ def main(argv=None):
     except RecboleGTCError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("error: interrupted (Ctrl-C): no recommendations written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"error: interrupted ({stop_words(exc)}): no recommendations written", file=sys.stderr)
+        return stop_status(exc)
     if short:
         named = ", ".join(f"{u} ({n})" for u, n in short[:MAX_NAMED])
         more = f" and {len(short) - MAX_NAMED} more" if len(short) > MAX_NAMED else ""

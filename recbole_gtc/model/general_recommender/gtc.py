@@ -134,6 +134,13 @@ class GTC(DRAGON):
     def item_graph_weights(self):
         """Item-graph weight per modality: configured ones, 1/M for unlisted ones, normalised to sum 1."""
         configured = self.mm_graph_weights or {}
+        # The defaults weight the paper's two modalities, absent from some datasets (ml-100k-mm has
+        # text and meta): those are ignored. Any other name missing from the dataset is a typo that
+        # would otherwise fall back to 1/M without a word.
+        unknown = sorted(set(configured) - set(self.modalities) - {"image", "text"})
+        if unknown:
+            raise RecboleGTCError(f"mm_graph_weights: no modality {', '.join(map(repr, unknown))} in this dataset "
+                                  f"(its modalities: {', '.join(self.modalities)})")
         raw = {m: float(configured.get(m, 1.0 / len(self.modalities))) for m in self.modalities}
         total = sum(raw.values())
         if total <= 0:  # each weight is >= 0 (validated); all zero depends on the dataset's modalities
