@@ -3,11 +3,12 @@
 # referees' isolation ablation with per-epoch diagnostics, then `diagnose run` on every run and
 # the TC-bound study (docs/diagnostics.md).
 #   bash scripts/why.sh synth-mm       # 6 specs x 3 seeds, two one-thread workers, then diagnose
-#   bash scripts/why.sh ml-100k-mm     # the same at GTC's learning rate 1e-3 (not run for the page yet)
+#   bash scripts/why.sh ml-100k-mm     # the same without DRAGON, at GTC's learning rate 1e-3
 #   bash scripts/why.sh tc-bound       # results/tc-bound/
 #   bash scripts/why.sh summary DATASET  # the tables of the page from results/why/DATASET/
 # EPOCHS caps training (default: the protocol's 1000 with early stopping); the page's synth-mm
-# runs used EPOCHS=120 on a loaded machine, which the page says. NICE (default 5) lowers priority.
+# runs used EPOCHS=120 and its ml-100k-mm runs EPOCHS=50 WORKERS=1 on a loaded machine, which
+# the page says. WORKERS=1 trains the seeds one after another. NICE (default 5) lowers priority.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1
@@ -17,20 +18,24 @@ OUT=results/why
 SAVED="${SAVED:-saved/why}"
 SEEDS=999,1000,1001
 
-specs() {  # the study's specs on dataset $1 (GTC's settings there as prefix $2)
-    local p="$2"
-    echo "GTC${p:+[$p]},GTC[${p:+$p,}diffusion_condition=users],DRAGON,GTC[${p:+$p,}use_diffusion=False],GTC[${p:+$p,}use_diffusion=False,use_tc=False],GTC[${p:+$p,}use_diffusion=False,tc_mode=pairwise]"
+specs() {  # the study's specs (GTC's settings on the dataset as prefix $1; $2: a baseline to add, or "")
+    local p="$1"
+    echo "GTC${p:+[$p]},GTC[${p:+$p,}diffusion_condition=users],${2:+$2,}GTC[${p:+$p,}use_diffusion=False],GTC[${p:+$p,}use_diffusion=False,use_tc=False],GTC[${p:+$p,}use_diffusion=False,tc_mode=pairwise]"
 }
 study() {  # dataset, specs, seeds [, --report_only]
     nice -n "$NICE" python run_recbole_gtc.py --dataset="$1" --model="$2" --seeds="$3" --epochs="$EPOCHS" \
         --diagnostics=True --results_dir="$OUT" --checkpoint_dir="$SAVED" "${@:4}"
 }
-both() {  # dataset, GTC prefix: two workers over disjoint seeds, then the tables and the diagnostics
+both() {  # dataset, GTC prefix, baseline: WORKERS (1 or 2) over disjoint seeds, then the tables and diagnostics
     local models
-    models="$(specs "$1" "$2")"
-    study "$1" "$models" 999,1001 &
-    study "$1" "$models" 1000, &
-    wait
+    models="$(specs "$2" "$3")"
+    if [ "${WORKERS:-2}" = 1 ]; then
+        study "$1" "$models" "$SEEDS"
+    else
+        study "$1" "$models" 999,1001 &
+        study "$1" "$models" 1000, &
+        wait
+    fi
     study "$1" "$models" "$SEEDS" --report_only
     # every run folder of the study (runs.csv's run ids) through `diagnose run`
     python -c "import csv, sys; [print(r['run_id']) for r in csv.DictReader(open(sys.argv[1]))]" "$OUT/$1/runs.csv" |
@@ -81,8 +86,9 @@ PY
 }
 
 case "${1:-}" in
-    synth-mm) both synth-mm "" ;;
-    ml-100k-mm) both ml-100k-mm "learning_rate=0.001" ;;
+    synth-mm) both synth-mm "" DRAGON ;;
+    # DRAGON's ml-100k-mm runs are those of the 5-seed study (results/ml-100k-mm), full length
+    ml-100k-mm) both ml-100k-mm "learning_rate=0.001" "" ;;
     tc-bound) nice -n "$NICE" python -m recbole_gtc.diagnose tc-bound --out results/tc-bound ;;
     summary) summary "$2" ;;
     *) echo "usage: bash scripts/why.sh synth-mm|ml-100k-mm|tc-bound|summary DATASET" >&2; exit 2 ;;

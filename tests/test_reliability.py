@@ -429,6 +429,29 @@ def test_duplicates_are_reported_and_cold_users_left_out_of_evaluation(hand_made
     assert len(users) == N_USERS and not {"u41", "u42"} & set(users)  # the test users: those with training rows
 
 
+def test_drop_leaked_keeps_each_pair_in_its_earliest_split_only(hand_made, capsys):
+    """``--drop_leaked=True``: the 3 test pairs also in training leave the test split, nothing else does."""
+    from toydata import config_for
+
+    from recbole_gtc.data import create_dataset, data_preparation
+
+    def pairs(data):
+        inter = data.dataset.inter_feat
+        return {(int(u), int(i)) for u, i in zip(inter["user_id"], inter["item_id"])}
+
+    splits = {}
+    for name, extra in (("leak", {"drop_leaked": True}), ("clean", {})):
+        config = config_for(hand_made, name, topk=[5, 10, 20], **extra)
+        splits[name] = data_preparation(config, create_dataset(config))
+    train, _, test = splits["leak"]
+    assert not pairs(train) & pairs(test)
+    assert len(test.dataset.inter_feat) == len(splits["clean"][2].dataset.inter_feat) - 3
+    code, out, err = _run(hand_made, "leak", capsys, "--drop_leaked=True")
+    assert code == 0, err
+    assert re.search(rf"{re.escape(str(hand_made))}/leak/leak\.test\.inter: 3 test row\(s\) whose \(user, item\) "
+                     r"pair an earlier split holds dropped \(drop_leaked: True; e\.g\. user u\d+ item \d+\)", err), err
+
+
 # ---------------------------------------------------------------- 4. grid files are data
 def test_a_grid_file_is_never_evaluated(tmp_path):
     from recbole_gtc.study.tune import load_space

@@ -165,6 +165,7 @@ COMMON_KEYS = {
     # this package
     "eval_protocol": choice("mmrec", "recbole", optional=True),
     "best_on_tie": choice("later", "earlier"),
+    "drop_leaked": boolean(),
     "modalities": _modalities_rule,
     "benchmark_filename": _optional(
         lambda v: None if isinstance(v, list) and len(v) == 3 and all(isinstance(s, str) and s for s in v)

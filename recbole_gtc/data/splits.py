@@ -6,7 +6,9 @@ before any sampler, model or training exists:
 
 * An empty split. **Refused** (RecBole would train every epoch and then fail to evaluate).
 * A (user, item) pair in more than one split: a test pair that is also trained on inflates
-  every metric. **Refused**, naming the splits, the counts and one example.
+  every metric. **Refused**, naming the splits, the counts and one example; with
+  ``drop_leaked: True``, **dropped** from its later split(s) instead (kept in the earliest:
+  train, then valid) and reported, as ``prepare mmrec --drop-leaked`` does.
 * Duplicate (user, item) rows within a split: **reported** (``warning``) and kept as RecBole
   reads them.
 * Valid/test rows of users without a training row: **reported and left out of evaluation**,
@@ -80,8 +82,10 @@ def check_splits(config, dataset, built, logger=None):
         if len(part.inter_feat) == 0:
             raise RecboleGTCError(f"{path}: the {split} split has no rows; training would run for nothing "
                                   f"(nothing to {'train on' if split == names[0] else 'evaluate'})")
-    ids = [_ids(part) for part in built]
     n_items = int(dataset.item_num)
+    if config["drop_leaked"]:
+        built = _drop_leaked(dataset, names, files, built, n_items, logger)
+    ids = [_ids(part) for part in built]
     keys = [users * n_items + items for users, items in ids]
     _refuse_shared_pairs(config, dataset, names, files, keys, n_items)
     _report_duplicates(dataset, names, files, keys, n_items, logger)
@@ -106,8 +110,8 @@ def _refuse_shared_pairs(config, dataset, names, files, keys, n_items):
     user = _token(dataset, dataset.uid_field, pairs[first] // n_items)
     item = _token(dataset, dataset.iid_field, pairs[first] % n_items)
     if config["benchmark_filename"]:
-        fix = ("fix the split files (for an MMRec folder: python -m recbole_gtc.prepare mmrec SRC --dataset NAME "
-               "--drop-leaked keeps each pair in its earliest split)")
+        fix = ("fix the split files, or set drop_leaked: True (--drop_leaked=True) to keep each pair in its "
+               "earliest split only")
     else:
         fix = "the file has duplicate (user, item) rows that RecBole's split put apart: set rm_dup_inter: first"
     raise RecboleGTCError(
@@ -115,6 +119,30 @@ def _refuse_shared_pairs(config, dataset, names, files, keys, n_items):
         f"({listing}; e.g. user {user} item {item} in {combo[int(masks[first])]}), so evaluation "
         f"would score pairs the model trained on; {fix}"
     )
+
+
+def _drop_leaked(dataset, names, files, built, n_items, logger):
+    """``drop_leaked: True``: valid and test without the rows whose pair an earlier split holds."""
+    train_users, train_items = _ids(built[0])
+    out, earlier = [built[0]], np.unique(train_users * n_items + train_items)
+    for split, part, path in zip(names[1:], built[1:], files[1:]):
+        users, items = _ids(part)
+        key = users * n_items + items
+        leaked = np.isin(key, earlier)
+        if leaked.any():
+            first = int(np.flatnonzero(leaked)[0])
+            logger.warning(
+                f"{path}: {int(leaked.sum())} {split} row(s) whose (user, item) pair an earlier split holds dropped "
+                f"(drop_leaked: True; e.g. user {_token(dataset, dataset.uid_field, users[first])} item "
+                f"{_token(dataset, dataset.iid_field, items[first])})")
+            if leaked.all():
+                raise RecboleGTCError(f"{path}: every row of the {split} split is a pair an earlier split holds; "
+                                      "nothing is left to evaluate")
+            part = part.copy(part.inter_feat[torch.from_numpy(~leaked)])
+            key = key[~leaked]
+        out.append(part)
+        earlier = np.union1d(earlier, key)
+    return out
 
 
 def _report_duplicates(dataset, names, files, keys, n_items, logger):

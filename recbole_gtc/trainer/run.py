@@ -95,7 +95,8 @@ VOLATILE_KEYS = frozenset({
 #: Keys left out of the fingerprint (and of run.json's ``config``) while they hold these values:
 #: keys added after runs were cached, at the value that computes what those runs computed, so
 #: the cached runs (results/) keep their fingerprints. Another value is part of the fingerprint.
-OMITTED_AT = {"diagnostics": False, "diffusion_condition": "item", "best_on_tie": "later", "eval_noise": "fixed"}
+OMITTED_AT = {"diagnostics": False, "diffusion_condition": "item", "best_on_tie": "later", "eval_noise": "fixed",
+              "drop_leaked": False}
 
 
 def new_run_id(model, dataset):
