@@ -165,12 +165,12 @@ class MMConfig(Config):
         try:
             return dist.TCPStore(c["ip"], c["port"], world_size, rank == 0, wait_for_workers=True,
                                  timeout=datetime.timedelta(seconds=c["peer_timeout"]))
-        except (RuntimeError, OSError) as err:
+        except (RuntimeError, OSError) as err:  # torch's DistStoreError / DistNetworkError
+            why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise RecboleGTCError(
                 f"--world_size={world_size}: not every process joined {address} within --peer_timeout="
-                f"{c['peer_timeout']:g} s ({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}); "
-                "start the other machines' commands with the same --ip, --port and --world_size, "
-                "or lower --world_size") from None
+                f"{c['peer_timeout']:g} s ({why}); start the other machines' commands with the same --ip, --port "
+                "and --world_size, or lower --world_size") from None
 
     def _set_train_neg_sample_args(self):
         _one_line_errors(super()._set_train_neg_sample_args)

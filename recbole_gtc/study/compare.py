@@ -122,7 +122,8 @@ def run_study(model_text, dataset, seeds_text, config_files=None, cmd_args=None,
         if isinstance(exc, Interrupted):
             raise
         raise Interrupted(f"interrupted ({stop_words(exc)}); the study's finished runs are stored in "
-                          f"{cache.folder}: {run_module.RESUME_HINT}", terminated=stop_words(exc) == "SIGTERM") from None
+                          f"{cache.folder}: {run_module.RESUME_HINT}",
+                          terminated=stop_words(exc) == "SIGTERM") from None
     finally:
         run_module.RESUME_HINT = previous_hint
 
