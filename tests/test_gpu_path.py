@@ -36,6 +36,7 @@ def two_gpus(monkeypatch):
     monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
     groups = []
     monkeypatch.setattr(torch.distributed, "init_process_group", lambda **kwargs: groups.append(kwargs))
+    monkeypatch.setattr(torch.distributed, "TCPStore", lambda *args, **kwargs: ("store", args, kwargs))
     return groups
 
 
@@ -65,6 +66,9 @@ def test_two_processes_on_two_gpus_need_no_gpu_id(two_gpus):
     config = _config(distributed=dict(settings, local_rank=1))
     assert config["device"] == torch.device("cuda", 1) and not config["single_spec"]
     assert two_gpus[-1]["backend"] == "nccl" and two_gpus[-1]["rank"] == 1
+    _, (ip, port, world_size, is_master), options = two_gpus[-1]["store"]  # rank 1 joins rank 0's store
+    assert (ip, port, world_size, is_master) == ("localhost", 1234, 2, False)
+    assert options["timeout"].total_seconds() == 600  # the default --peer_timeout, settings without one
     assert "CUDA_VISIBLE_DEVICES" not in os.environ
     with pytest.raises(RecboleGTCError, match=r"--nproc=2: only 1 GPU\(s\) visible \(gpu_id='0'\)"):
         _config(cmd=["--gpu_id=0"], distributed=dict(settings, local_rank=1))

@@ -37,6 +37,12 @@ def parse_override(arg):
     return key, value
 
 
+#: Seconds every process of a multi-process run waits for all ``world_size`` processes to join
+#: (``--peer_timeout``); torch's own default, 30 minutes, looks like a hang when another
+#: machine's command was never started.
+PEER_TIMEOUT = 600
+
+
 class MMConfig(Config):
     """:class:`recbole.config.Config` plus the cascade above.
 
@@ -159,17 +165,18 @@ class MMConfig(Config):
 
         c = self.final_config_dict
         address, world_size, nproc = f"tcp://{c['ip']}:{c['port']}", c["world_size"], c["nproc"]
+        timeout = c.get("peer_timeout") or PEER_TIMEOUT  # settings built without the runner have none
         if rank == 0 and world_size > nproc:
-            print(f"waiting up to {c['peer_timeout']:g} s for the {world_size - nproc} process(es) of the other "
+            print(f"waiting up to {timeout:g} s for the {world_size - nproc} process(es) of the other "
                   f"machines at {address}", file=sys.stderr, flush=True)
         try:
             return dist.TCPStore(c["ip"], c["port"], world_size, rank == 0, wait_for_workers=True,
-                                 timeout=datetime.timedelta(seconds=c["peer_timeout"]))
+                                 timeout=datetime.timedelta(seconds=timeout))
         except (RuntimeError, OSError) as err:  # torch's DistStoreError / DistNetworkError
             why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise RecboleGTCError(
                 f"--world_size={world_size}: not every process joined {address} within --peer_timeout="
-                f"{c['peer_timeout']:g} s ({why}); start the other machines' commands with the same --ip, --port "
+                f"{timeout:g} s ({why}); start the other machines' commands with the same --ip, --port "
                 "and --world_size, or lower --world_size") from None
 
     def _set_train_neg_sample_args(self):

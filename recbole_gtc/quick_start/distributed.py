@@ -45,6 +45,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from recbole_gtc.config.configurator import PEER_TIMEOUT
 from recbole_gtc.quick_start import quick_start
 from recbole_gtc.trainer.run import Run, fingerprint
 from recbole_gtc.utils.compat import quiet_library_warnings
@@ -52,10 +53,6 @@ from recbole_gtc.utils.errors import RecboleGTCError, stop_words
 
 #: Keys the runner sets in each rank's configuration (never user configuration keys).
 DISTRIBUTED_KEYS = ("local_rank", "world_size", "nproc", "offset", "ip", "port", "peer_timeout")
-
-#: Seconds every process waits for all ``--world_size`` processes to join (torch's own default,
-#: 30 minutes, looks like a hang when another machine's command was never started).
-PEER_TIMEOUT = 600
 
 
 def distributed_settings(nproc=1, world_size=-1, ip="localhost", port=5678, group_offset=0,
