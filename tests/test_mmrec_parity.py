@@ -3,7 +3,7 @@
 import pytest
 from scipy import stats
 
-from benchmarks.mmrec_parity import DATASETS, first_best_epoch, table
+from benchmarks.mmrec_parity import DATASETS, MMREC_SETTINGS, first_best_epoch, table, user_graph_dict
 
 
 def test_selection_is_mmrecs_first_best_epoch():
@@ -43,3 +43,32 @@ def test_planted_sets_are_valid_generator_configs(name):
 
     cfg = make_config("small", **DATASETS[name])
     assert cfg.users * (cfg.min_inter + cfg.mean_extra) / cfg.items > 1
+
+
+def test_user_graph_dict_counts_shared_training_items():
+    # training rows (user, item); (0, 0) twice counts once, as MMRec's script keeps item sets
+    rows = [(0, 0), (0, 1), (0, 2), (0, 0), (1, 0), (1, 1), (2, 2), (2, 3), (3, 3), (4, 4)]
+    users, items = zip(*rows)
+    graph = user_graph_dict(users, items, n_users=6)
+    # shared items by hand: 0-1 {0, 1}: 2; 0-2 {2}: 1; 2-3 {3}: 1; user 4 shares nothing; user 5 has no rows
+    assert sorted(graph) == list(range(6))
+    assert graph[0] == [[1, 2], [2.0, 1.0]]
+    assert graph[1] == [[0], [2.0]]
+    assert graph[3] == [[2], [1.0]]
+    assert graph[4] == [[], []] and graph[5] == [[], []]
+    assert sorted(graph[2][0]) == [0, 3] and graph[2][1] == [1.0, 1.0]  # a tie: both kept, count 1 each
+    # at most `top` neighbours per user, the largest counts first
+    assert user_graph_dict(users, items, n_users=6, top=1)[0] == [[1], [2.0]]
+
+
+def test_mmrec_side_trains_the_package_defaults():
+    import os
+
+    import yaml
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for model, settings in MMREC_SETTINGS.items():
+        with open(os.path.join(root, "properties", "model", f"{model}.yaml")) as f:
+            defaults = yaml.safe_load(f)
+        for key, value in settings.items():
+            assert float(defaults[key]) == value, (model, key)
