@@ -231,9 +231,11 @@ def welch(a, b):
 
 
 def table(records, models, sets, seeds):
-    """Markdown rows: per model, set and variant of this package, the seeds both sides finished."""
-    lines = ["| model | data | variant | seeds | MMRec | here | here / MMRec | Welch p | mean best epoch MMRec / here |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    """Markdown tables: per model, set and variant of this package, a summary over the seeds both
+    sides finished (two at least), then every run's test Recall@20 (best epoch) per seed."""
+    lines = ["| model | data | variant | seeds | MMRec | here | here / MMRec | Welch p | mean best epoch MMRec / here "
+             "| mean s per run MMRec / here |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     per_seed = ["", "| model | data | run | " + " | ".join(str(s) for s in seeds) + " |",
                 "|---|---|---|" + "---:|" * len(seeds)]
     for model in models:
@@ -248,6 +250,13 @@ def table(records, models, sets, seeds):
                               key=lambda v: (v != "{}", v))  # the defaults first
             for variant in variants:
                 here = pick("ours", json.loads(variant))
+                runs = ([("MMRec", ref)] if variant == variants[0] else []) + [
+                    ("here" + ("" if variant == "{}" else " " + variant), here)]
+                for label, rows in runs:  # every run, paired or not
+                    cells = {r["seed"]: f"{r['test_recall20']:.4f}" + (
+                        "" if r.get("best_epoch") is None else f" ({r['best_epoch']})") for r in rows}
+                    per_seed.append(f"| {model} | {name} | {label} | "
+                                    + " | ".join(cells.get(s, "") for s in seeds) + " |")
                 common = sorted({r["seed"] for r in ref} & {r["seed"] for r in here})
                 a = [r["test_recall20"] for r in ref if r["seed"] in common]
                 b = [r["test_recall20"] for r in here if r["seed"] in common]
@@ -256,17 +265,15 @@ def table(records, models, sets, seeds):
                 best_mm = statistics.mean(r["best_epoch"] for r in ref if r["seed"] in common)
                 best_here = [r["best_epoch"] for r in here if r["seed"] in common]
                 best_here = "n/a" if None in best_here else f"{statistics.mean(best_here):.1f}"
-                runs = ([("MMRec", ref)] if variant == variants[0] else []) + [
-                    ("here" + ("" if variant == "{}" else " " + variant), here)]
-                for label, rows in runs:
-                    values = {r["seed"]: r["test_recall20"] for r in rows}
-                    per_seed.append(f"| {model} | {name} | {label} | "
-                                    + " | ".join(f"{values[s]:.4f}" if s in values else "" for s in seeds) + " |")
+
+                def seconds(rows):  # wall time of a run (records written before it was kept have none)
+                    walls = [r["wall_s"] for r in rows if r["seed"] in common and r.get("wall_s") is not None]
+                    return f"{statistics.mean(walls):.0f}" if walls else "n/a"
                 lines.append(
                     f"| {model} | {name} | {variant if variant != '{}' else 'default'} | {len(common)} "
                     f"| {statistics.mean(a):.4f} ± {statistics.stdev(a):.4f} "
                     f"| {statistics.mean(b):.4f} ± {statistics.stdev(b):.4f} | {statistics.mean(b) / statistics.mean(a):.2f} "
-                    f"| {welch(a, b):.2f} | {best_mm:.1f} / {best_here} |")
+                    f"| {welch(a, b):.2f} | {best_mm:.1f} / {best_here} | {seconds(ref)} / {seconds(here)} |")
     return "\n".join(lines + per_seed)
 
 

@@ -13,15 +13,15 @@ def test_selection_is_mmrecs_first_best_epoch():
 
 
 def test_table_pairs_seeds_and_tests_the_difference():
-    def rec(impl, seed, value, extra=None, best=0):
+    def rec(impl, seed, value, extra=None, best=0, wall=None):
         return dict(impl=impl, model="LGMRec", dataset="sparse", seed=seed, test_recall20=value,
-                    best_epoch=best, epochs=best + 22, extra=extra or {})
+                    best_epoch=best, epochs=best + 22, extra=extra or {}, wall_s=wall)
 
     mm = [0.090, 0.080, 0.085, 0.095]
     here = [0.092, 0.081, 0.083, 0.097, 0.5]  # seed 1003 has no MMRec run: left out
-    records = [rec("mmrec", 999 + i, v) for i, v in enumerate(mm)]
-    records += [rec("ours", 999 + i, v, best=2) for i, v in enumerate(here)]
-    records += [rec("ours", 999, 0.07, {"eval_noise": "fresh"})]  # one seed only: no row
+    records = [rec("mmrec", 999 + i, v, wall=None if i == 0 else 10.0 * i) for i, v in enumerate(mm)]
+    records += [rec("ours", 999 + i, v, best=2, wall=5.0) for i, v in enumerate(here)]
+    records += [rec("ours", 999, 0.07, {"eval_noise": "fresh"})]  # one seed only: no summary row
     out = table(records, ["LGMRec"], ["sparse"], [999, 1000, 1001, 1002, 1003])
     summary, per_seed = out.split("\n\n")
     rows = [line for line in summary.splitlines() if line.startswith("| LGMRec")]
@@ -32,9 +32,11 @@ def test_table_pairs_seeds_and_tests_the_difference():
     assert cells[6] == f"{mean_here / mean_mm:.2f}"
     assert cells[7] == f"{stats.ttest_ind(mm, here[:4], equal_var=False).pvalue:.2f}"
     assert cells[8] == "0.0 / 2.0"
-    mm_row, here_row = [line for line in per_seed.splitlines() if line.startswith("| LGMRec")]
-    assert here_row.endswith("| 0.0970 | 0.5000 |")  # every seed of the run, paired or not
-    assert "MMRec" in mm_row and mm_row.endswith("| 0.0950 |  |")
+    assert cells[9] == "20 / 5"  # mean of the paired runs that have a time (seeds 1000-1002: 10, 20, 30)
+    mm_row, here_row, fresh_row = [line for line in per_seed.splitlines() if line.startswith("| LGMRec")]
+    assert here_row.endswith("| 0.0970 (2) | 0.5000 (2) |")  # every seed of the run, paired or not
+    assert "MMRec" in mm_row and mm_row.endswith("| 0.0950 (0) |  |")
+    assert "eval_noise" in fresh_row and "| 0.0700 (0) |  |" in fresh_row  # one seed: no summary, still listed
 
 
 @pytest.mark.parametrize("name", sorted(DATASETS))
