@@ -6,10 +6,15 @@ github.com/enoche/MMRec, ``--mmrec``) and with this package, one seed after anot
 a Markdown table: test Recall@20 at the best validation epoch, mean ± sample std over seeds, the
 ratio of the means, Welch's t-test and the mean best epoch. Both sides use MMRec's settings (its
 ``overall.yaml`` and ``configs/model/<M>.yaml``; here the package defaults, which follow them).
+Where MMRec's YAML holds a grid, its side trains one point of it, this package's default
+(``MMREC_SETTINGS``), so that both sides train one and the same configuration.
 
 MMRec is run unmodified on CPU: the wrapper (``--run-mmrec``) only sets the device to CPU,
-restores ``np.float`` (removed from numpy, used by MMRec's NDCG) and stubs the image-pipeline
-modules of its end-to-end models (they import torchvision and lmdb, not needed here). It records
+restores ``np.float`` (removed from numpy, used by MMRec's NDCG), stubs the image-pipeline
+modules of its end-to-end models (they import torchvision and lmdb, not needed here) and keeps
+DRAGON's ``result_embed`` a plain tensor on CPU as it is on GPU (see ``run_mmrec``). MMRec's
+DRAGON imports torch_geometric (MMRec's requirements; not a dependency of this package): put it
+on ``PYTHONPATH``. DRAGON's user graph file is written by ``build_data``. It records
 each epoch's validation and test Recall@20 and applies MMRec's selection rule (first epoch with
 the highest validation score). This package's runs go through ``run_recbole_gtc``.
 
@@ -24,6 +29,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 import types
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,6 +46,67 @@ DATASETS = {
 }
 
 
+#: What MMRec's side trains where its ``configs/model/<M>.yaml`` holds a grid (MMRec's quick start
+#: trains every combination of the keys in ``hyper_parameters``): this package's default, from
+#: ``properties/model/<M>.yaml``. Keys MMRec iterates over are given to it as one-element lists.
+MMREC_SETTINGS = {
+    # MMRec: learning_rate and reg_weight over {1e-1, ..., 1e-5}; here learning_rate 0.0001, reg_weight 0.001
+    "DRAGON": {"learning_rate": 0.0001, "reg_weight": 0.001},
+    # MMRec: dropout {0.8, 0.9}, reg_weight {0, 1e-5, 1e-4, 1e-3}, learning_rate 0.001 (overall.yaml);
+    # here dropout 0.8, reg_weight 0.001, learning_rate 0.001
+    "FREEDOM": {"learning_rate": 0.001, "dropout": 0.8, "reg_weight": 0.001},
+    # MMRec: reg_weight {2.0, 1.0, ..., 1e-5}, learning_rate 0.001 (overall.yaml); here both 0.001
+    "VBPR": {"learning_rate": 0.001, "reg_weight": 0.001},
+    # MMRec's YAML is one combination (its 'baby' block), the package defaults: nothing to set.
+    "LGMRec": {},
+}
+
+
+# --------------------------------------------------------------------------- DRAGON's user graph
+def user_graph_dict(users, items, n_users, top=200):
+    """DRAGON's user co-interaction graph as MMRec's preprocessing script stores it.
+
+    ``users``, ``items``: (E,) int arrays, the training interactions (duplicates count once);
+    ``n_users``: U. Returns ``{u: [neighbours, counts]}`` for every u in range(U): the
+    min(n_u, top) other users sharing the most training items with u (n_u: how many share any),
+    with the number shared (floats), in ``torch.topk``'s order on u's dense float32 row of
+    counts, as the script ranks them (so ties fall the same way). Built from a sparse R R^T
+    instead of the script's dense U x U double loop over users.
+    """
+    import numpy as np
+    import scipy.sparse as sp
+    import torch
+
+    users, items = np.asarray(users), np.asarray(items)
+    r = sp.csr_matrix((np.ones(len(users)), (users, items)), shape=(n_users, int(items.max()) + 1))
+    r.data[:] = 1.0  # duplicates were summed: one interaction per (user, item), the script's sets
+    shared = (r @ r.T).tolil()
+    shared.setdiag(0)  # the script pairs distinct users only
+    shared = shared.tocsr()
+    shared.eliminate_zeros()
+    graph = {}
+    for u in range(n_users):
+        row = torch.zeros(n_users)  # float32, as the script's matrix
+        lo, hi = shared.indptr[u], shared.indptr[u + 1]
+        row[torch.from_numpy(shared.indices[lo:hi].astype(np.int64))] = torch.from_numpy(
+            shared.data[lo:hi].astype(np.float32))
+        best = torch.topk(row, min(hi - lo, top))
+        graph[u] = [best.indices.numpy().tolist(), best.values.numpy().tolist()]
+    return graph
+
+
+def write_user_graph_dict(mmrec_folder, name):
+    """Write ``user_graph_dict.npy`` into an MMRec folder from its ``<name>.inter`` (x_label 0 rows)."""
+    import numpy as np
+    import pandas as pd
+
+    inter = pd.read_csv(os.path.join(mmrec_folder, f"{name}.inter"), sep="\t")
+    train = inter[inter["x_label"] == 0]
+    # the script counts users over the whole file; ids are 0..U-1 in an MMRec folder
+    graph = user_graph_dict(train["userID"].to_numpy(), train["itemID"].to_numpy(), inter["userID"].nunique())
+    np.save(os.path.join(mmrec_folder, "user_graph_dict.npy"), graph, allow_pickle=True)
+
+
 # --------------------------------------------------------------------------- one MMRec run
 def first_best_epoch(valid):
     """MMRec's model selection: the first epoch with the highest validation score (its early
@@ -48,7 +115,10 @@ def first_best_epoch(valid):
 
 
 def run_mmrec(src, model, dataset, seed, data_path, extra=None):
-    """Train ``model`` with MMRec's code in ``src`` (its ``src/`` folder) on CPU; return the record."""
+    """Train ``model`` with MMRec's code in ``src`` (its ``src/`` folder) on CPU; return the record.
+
+    ``MMREC_SETTINGS[model]`` and ``extra`` override MMRec's config; the run must come down to
+    one combination of MMRec's ``hyper_parameters`` (else an error), whose values are recorded."""
     import numpy as np
 
     np.float = float  # removed from numpy >= 1.24; MMRec's NDCG still uses it
@@ -83,14 +153,45 @@ def run_mmrec(src, model, dataset, seed, data_path, extra=None):
         self.final_config_dict["device"] = torch.device("cpu")
 
     configurator.Config._init_device = cpu
+    settings = dict(MMREC_SETTINGS.get(model, {}), **(extra or {}))
+    used = {}
+
+    class OneCombination(configurator.Config):
+        """MMRec's config with ``settings`` applied; quick_start iterates every key listed in
+        ``hyper_parameters`` (a list each), so those get one-element lists, the others scalars."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            for key, value in settings.items():
+                self[key] = [value] if key in self["hyper_parameters"] else value
+            grid = {key: self[key] for key in self["hyper_parameters"]}
+            if any(not isinstance(v, list) or len(v) != 1 for v in grid.values()):
+                raise SystemExit(f"error: MMRec would train more than one combination: {grid}")
+            used.update(grid, **{key: self[key] for key in settings})
+
+    quick_start.Config = OneCombination
+    if model == "DRAGON":
+        # MMRec's DRAGON stores result_embed = nn.Parameter(...).to(device): on GPU .to() returns a
+        # plain tensor, on CPU the Parameter itself, registered, and forward's assignment of a
+        # tensor to it raises a TypeError. Make it the plain tensor it is on GPU (it is overwritten
+        # by every forward pass before use; the random draws that made it are unchanged).
+        from models import dragon
+
+        dragon_init = dragon.DRAGON.__init__
+
+        def dragon_init_as_on_gpu(self, *args, **kwargs):
+            dragon_init(self, *args, **kwargs)
+            self.result_embed = self._parameters.pop("result_embed").detach()
+
+        dragon.DRAGON.__init__ = dragon_init_as_on_gpu
     os.chdir(src)  # MMRec reads ./configs
-    config = dict({"gpu_id": 0, "use_gpu": False, "data_path": data_path.rstrip("/") + "/", "seed": [seed],
-                   "save_recommended_topk": False}, **(extra or {}))
+    config = {"gpu_id": 0, "use_gpu": False, "data_path": data_path.rstrip("/") + "/", "seed": [seed],
+              "save_recommended_topk": False}
     quick_start.quick_start(model=model, dataset=dataset, config_dict=config, save_model=False)
     valid, test = curve[0::2], curve[1::2]
     best = first_best_epoch(valid)
     return dict(impl="mmrec", model=model, dataset=dataset, seed=seed, valid=valid, test=test, best_epoch=best,
-                test_recall20=test[best], epochs=len(valid))
+                test_recall20=test[best], epochs=len(valid), settings=used)
 
 
 # --------------------------------------------------------------------------- one run here
@@ -118,6 +219,8 @@ def build_data(name, work):
     ours, mmrec = os.path.join(work, "data", name), os.path.join(work, "mmrec_data", name)
     if not os.path.isdir(ours):
         build_synthetic(name, preset="small", out_dir=ours, keep_raw=mmrec, quiet=True, **DATASETS[name])
+    if not os.path.exists(os.path.join(mmrec, "user_graph_dict.npy")):  # MMRec's DRAGON reads it
+        write_user_graph_dict(mmrec, name)
     return os.path.dirname(ours), os.path.dirname(mmrec)
 
 
@@ -128,9 +231,11 @@ def welch(a, b):
 
 
 def table(records, models, sets, seeds):
-    """Markdown rows: per model, set and variant of this package, the seeds both sides finished."""
-    lines = ["| model | data | variant | seeds | MMRec | here | here / MMRec | Welch p | mean best epoch MMRec / here |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    """Markdown tables: per model, set and variant of this package, a summary over the seeds both
+    sides finished (two at least), then every run's test Recall@20 (best epoch) per seed."""
+    lines = ["| model | data | variant | seeds | MMRec | here | here / MMRec | Welch p | mean best epoch MMRec / here "
+             "| mean s per run MMRec / here |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     per_seed = ["", "| model | data | run | " + " | ".join(str(s) for s in seeds) + " |",
                 "|---|---|---|" + "---:|" * len(seeds)]
     for model in models:
@@ -145,6 +250,13 @@ def table(records, models, sets, seeds):
                               key=lambda v: (v != "{}", v))  # the defaults first
             for variant in variants:
                 here = pick("ours", json.loads(variant))
+                runs = ([("MMRec", ref)] if variant == variants[0] else []) + [
+                    ("here" + ("" if variant == "{}" else " " + variant), here)]
+                for label, rows in runs:  # every run, paired or not
+                    cells = {r["seed"]: f"{r['test_recall20']:.4f}" + (
+                        "" if r.get("best_epoch") is None else f" ({r['best_epoch']})") for r in rows}
+                    per_seed.append(f"| {model} | {name} | {label} | "
+                                    + " | ".join(cells.get(s, "") for s in seeds) + " |")
                 common = sorted({r["seed"] for r in ref} & {r["seed"] for r in here})
                 a = [r["test_recall20"] for r in ref if r["seed"] in common]
                 b = [r["test_recall20"] for r in here if r["seed"] in common]
@@ -153,17 +265,15 @@ def table(records, models, sets, seeds):
                 best_mm = statistics.mean(r["best_epoch"] for r in ref if r["seed"] in common)
                 best_here = [r["best_epoch"] for r in here if r["seed"] in common]
                 best_here = "n/a" if None in best_here else f"{statistics.mean(best_here):.1f}"
-                runs = ([("MMRec", ref)] if variant == variants[0] else []) + [
-                    ("here" + ("" if variant == "{}" else " " + variant), here)]
-                for label, rows in runs:
-                    values = {r["seed"]: r["test_recall20"] for r in rows}
-                    per_seed.append(f"| {model} | {name} | {label} | "
-                                    + " | ".join(f"{values[s]:.4f}" if s in values else "" for s in seeds) + " |")
+
+                def seconds(rows):  # wall time of a run (records written before it was kept have none)
+                    walls = [r["wall_s"] for r in rows if r["seed"] in common and r.get("wall_s") is not None]
+                    return f"{statistics.mean(walls):.0f}" if walls else "n/a"
                 lines.append(
                     f"| {model} | {name} | {variant if variant != '{}' else 'default'} | {len(common)} "
                     f"| {statistics.mean(a):.4f} ± {statistics.stdev(a):.4f} "
                     f"| {statistics.mean(b):.4f} ± {statistics.stdev(b):.4f} | {statistics.mean(b) / statistics.mean(a):.2f} "
-                    f"| {welch(a, b):.2f} | {best_mm:.1f} / {best_here} |")
+                    f"| {welch(a, b):.2f} | {best_mm:.1f} / {best_here} | {seconds(ref)} / {seconds(here)} |")
     return "\n".join(lines + per_seed)
 
 
@@ -183,13 +293,15 @@ def main(argv=None):
     parser.add_argument("--run-ours", nargs=5, metavar=("MODEL", "DATASET", "SEED", "DATA_PATH", "EXTRA"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    start = time.perf_counter()
     if args.run_mmrec:  # child process: one MMRec run
         model, dataset, seed, data_path = args.run_mmrec
-        print("RESULT " + json.dumps(run_mmrec(os.path.abspath(args.mmrec), model, dataset, int(seed), data_path)))
-        return 0
-    if args.run_ours:
+        record = run_mmrec(os.path.abspath(args.mmrec), model, dataset, int(seed), data_path)
+    elif args.run_ours:
         model, dataset, seed, data_path, extra = args.run_ours
-        print("RESULT " + json.dumps(run_ours(model, dataset, int(seed), data_path, args.work, json.loads(extra))))
+        record = run_ours(model, dataset, int(seed), data_path, args.work, json.loads(extra))
+    if args.run_mmrec or args.run_ours:  # wall time of the run, data loading included
+        print("RESULT " + json.dumps(dict(record, wall_s=round(time.perf_counter() - start, 1))))
         return 0
     models, sets = args.models.split(","), args.sets.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
