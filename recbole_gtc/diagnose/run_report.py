@@ -342,26 +342,25 @@ def _plot(path, meta, parts):
     else:
         empty_panel(ax, "probes", "no modality features")
     epochs = parts["epochs"]
-    ax = axes[1, 0]
-    if epochs:
-        x = [e["epoch"] for e in epochs]
-        for key in [k for k in epochs[0] if k == "balance" or k.startswith("share/")]:
-            ax.plot(x, [e[key] for e in epochs], label=key)
-        ax.set_title("modality balance and view shares per epoch")
-        ax.set_xlabel("epoch")
-        ax.legend(fontsize="x-small")
-    else:
-        empty_panel(ax, "balance per epoch", "not recorded (train with diagnostics: True)")
-    ax = axes[1, 1]
-    keys = [k for k in (epochs[0] if epochs else {}) if k.startswith("recon/") or k == "tc_bound"]
-    if keys:
-        x = [e["epoch"] for e in epochs]
-        for key in keys:
-            ax.plot(x, [e[key] for e in epochs], label=key)
-        ax.set_title("filter reconstruction error and TC bound (nats) per epoch")
-        ax.set_xlabel("epoch")
-        ax.legend(fontsize="x-small")
-    else:
-        empty_panel(ax, "filter and TC bound per epoch", "not recorded (GTC with diagnostics: True)")
+    first = epochs[0] if epochs else {}
+    _epoch_lines(axes[1, 0], epochs, [k for k in first if k == "balance" or k.startswith("share/")],
+                 "modality balance and view shares per epoch",
+                 ("balance per epoch", "not recorded (train with diagnostics: True)"))
+    _epoch_lines(axes[1, 1], epochs, [k for k in first if k.startswith("recon/") or k == "tc_bound"],
+                 "filter reconstruction error and TC bound (nats) per epoch",
+                 ("filter and TC bound per epoch", "not recorded (GTC with diagnostics: True)"))
     fig.suptitle(f"{meta.get('model')} on {meta.get('dataset')}")
     save_png(fig, path)
+
+
+def _epoch_lines(ax, epochs, keys, title, empty):
+    """One line per key of the per-epoch records over the epochs; ``empty`` (title, reason) without any."""
+    if not keys:
+        empty_panel(ax, *empty)
+        return
+    x = [e["epoch"] for e in epochs]
+    for key in keys:
+        ax.plot(x, [e[key] for e in epochs], label=key)
+    ax.set_title(title)
+    ax.set_xlabel("epoch")
+    ax.legend(fontsize="x-small")
