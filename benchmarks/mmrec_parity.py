@@ -342,8 +342,8 @@ def main(argv=None):
                         records.append(record)
                         with open(path, "a") as f:
                             f.write(json.dumps(record) + "\n")
-                        print(f"{impl} {model} {name} {seed} {extra} shared {shared}: test Recall@20 {record['test_recall20']:.4f}",
-                              file=sys.stderr, flush=True)
+                        print(f"{impl} {model} {name} {seed} {extra} shared {shared}: "
+                              f"test Recall@20 {record['test_recall20']:.4f}", file=sys.stderr, flush=True)
     print(table(records, models, sets, seeds, json.loads(shared)))
     return 0
 

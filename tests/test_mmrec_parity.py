@@ -58,8 +58,11 @@ def test_table_keeps_runs_with_shared_settings_apart():
         assert len(rows) == 1
         return [c.strip() for c in rows[0].strip("|").split("|")]
 
-    assert summary(None)[4:6] == [f"{0.305:.4f} ± {stats.tstd([0.26, 0.35]):.4f}", f"{0.39:.4f} ± {stats.tstd([0.40, 0.38]):.4f}"]
-    assert summary(long)[4:6] == [f"{0.40:.4f} ± {stats.tstd([0.41, 0.39]):.4f}", f"{0.385:.4f} ± {stats.tstd([0.40, 0.37]):.4f}"]
+    def cell(values):
+        return f"{sum(values) / len(values):.4f} ± {stats.tstd(values):.4f}"
+
+    assert summary(None)[4:6] == [cell([0.26, 0.35]), cell([0.40, 0.38])]
+    assert summary(long)[4:6] == [cell([0.41, 0.39]), cell([0.40, 0.37])]
 
 
 @pytest.mark.parametrize("name", sorted(DATASETS))
