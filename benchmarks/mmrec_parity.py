@@ -191,23 +191,26 @@ def run_mmrec(src, model, dataset, seed, data_path, extra=None):
     valid, test = curve[0::2], curve[1::2]
     best = first_best_epoch(valid)
     return dict(impl="mmrec", model=model, dataset=dataset, seed=seed, valid=valid, test=test, best_epoch=best,
-                test_recall20=test[best], epochs=len(valid), settings=used)
+                test_recall20=test[best], epochs=len(valid), settings=used, shared=extra or {})
 
 
 # --------------------------------------------------------------------------- one run here
-def run_ours(model, dataset, seed, data_path, work, extra=None):
-    """Train ``model`` with this package (best validation checkpoint, then test); return the record."""
+def run_ours(model, dataset, seed, data_path, work, extra=None, shared=None):
+    """Train ``model`` with this package (best validation checkpoint, then test); return the record.
+
+    ``extra``: this package's variant (e.g. ``eval_noise``); ``shared``: the settings both sides
+    were given (``--shared``)."""
     from recbole_gtc.quick_start.quick_start import run_recbole_gtc
 
     # RecBole's full-sort eval batch counts users x items (4096: one user per batch at 4,000 items);
     # 2**24 ranks every user of these sets in one batch, as MMRec's 4096 users do: speed only.
-    config = dict({"data_path": data_path, "seed": seed, "checkpoint_dir": os.path.join(work, "saved"),
-                   "use_gpu": False, "graph_cache_dir": None, "eval_batch_size": 2 ** 24}, **(extra or {}))
+    config = {"data_path": data_path, "seed": seed, "checkpoint_dir": os.path.join(work, "saved"),
+              "use_gpu": False, "graph_cache_dir": None, "eval_batch_size": 2 ** 24, **(shared or {}), **(extra or {})}
     result = run_recbole_gtc(model, dataset, config_dict=config, saved=True, cmd_args=[])
     # Early stopping ends stopping_step + 1 epochs after the best one (MMRec's settings: 20, 1000 epochs).
-    epochs = result["epochs"]
-    best = epochs - 22 if 22 <= epochs < 1000 else None
-    return dict(impl="ours", model=model, dataset=dataset, seed=seed, extra=extra or {},
+    epochs, patience = result["epochs"], int(config.get("stopping_step", 20))
+    best = epochs - patience - 2 if patience + 2 <= epochs < 1000 else None
+    return dict(impl="ours", model=model, dataset=dataset, seed=seed, extra=extra or {}, shared=shared or {},
                 test_recall20=result["test_result"]["recall@20"], best_epoch=best,
                 valid_recall20=result["best_valid_result"]["recall@20"], epochs=result["epochs"])
 
@@ -230,9 +233,11 @@ def welch(a, b):
     return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
-def table(records, models, sets, seeds):
+def table(records, models, sets, seeds, shared=None):
     """Markdown tables: per model, set and variant of this package, a summary over the seeds both
-    sides finished (two at least), then every run's test Recall@20 (best epoch) per seed."""
+    sides finished (two at least), then every run's test Recall@20 (best epoch) per seed. Only
+    the runs made with the ``shared`` settings (``--shared``; default none) are read."""
+    records = [r for r in records if r.get("shared", {}) == (shared or {})]
     lines = ["| model | data | variant | seeds | MMRec | here | here / MMRec | Welch p | mean best epoch MMRec / here "
              "| mean s per run MMRec / here |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -287,30 +292,34 @@ def main(argv=None):
     parser.add_argument("--variants", default="{}",
                         help="';'-separated JSON overrides for this package's runs (default: none), "
                              "e.g. '{};{\"eval_noise\": \"fresh\"}'")
+    parser.add_argument("--shared", default="{}",
+                        help="JSON settings for both sides' runs, under the key names the two share, "
+                             "e.g. '{\"stopping_step\": 100}' (default: none); kept apart in the tables")
     parser.add_argument("--report-only", action="store_true", help="train nothing: the table of runs.jsonl")
-    parser.add_argument("--run-mmrec", nargs=4, metavar=("MODEL", "DATASET", "SEED", "DATA_PATH"),
+    parser.add_argument("--run-mmrec", nargs=5, metavar=("MODEL", "DATASET", "SEED", "DATA_PATH", "SHARED"),
                         help=argparse.SUPPRESS)
-    parser.add_argument("--run-ours", nargs=5, metavar=("MODEL", "DATASET", "SEED", "DATA_PATH", "EXTRA"),
+    parser.add_argument("--run-ours", nargs=6, metavar=("MODEL", "DATASET", "SEED", "DATA_PATH", "EXTRA", "SHARED"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     start = time.perf_counter()
     if args.run_mmrec:  # child process: one MMRec run
-        model, dataset, seed, data_path = args.run_mmrec
-        record = run_mmrec(os.path.abspath(args.mmrec), model, dataset, int(seed), data_path)
+        model, dataset, seed, data_path, shared = args.run_mmrec
+        record = run_mmrec(os.path.abspath(args.mmrec), model, dataset, int(seed), data_path, json.loads(shared))
     elif args.run_ours:
-        model, dataset, seed, data_path, extra = args.run_ours
-        record = run_ours(model, dataset, int(seed), data_path, args.work, json.loads(extra))
+        model, dataset, seed, data_path, extra, shared = args.run_ours
+        record = run_ours(model, dataset, int(seed), data_path, args.work, json.loads(extra), json.loads(shared))
     if args.run_mmrec or args.run_ours:  # wall time of the run, data loading included
         print("RESULT " + json.dumps(dict(record, wall_s=round(time.perf_counter() - start, 1))))
         return 0
     models, sets = args.models.split(","), args.sets.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = [json.loads(v) for v in args.variants.split(";")]
+    shared = json.dumps(json.loads(args.shared), sort_keys=True)
     os.makedirs(args.work, exist_ok=True)
     path = os.path.join(args.work, "runs.jsonl")
     records = [json.loads(line) for line in open(path)] if os.path.exists(path) else []
-    done = {(r["impl"], r["model"], r["dataset"], r["seed"], json.dumps(r.get("extra", {}), sort_keys=True))
-            for r in records}
+    done = {(r["impl"], r["model"], r["dataset"], r["seed"], json.dumps(r.get("extra", {}), sort_keys=True),
+             json.dumps(r.get("shared", {}), sort_keys=True)) for r in records}
     if not args.report_only:
         for name in sets:
             ours_path, mmrec_path = build_data(name, args.work)
@@ -318,11 +327,11 @@ def main(argv=None):
                 for model in models:
                     jobs = [("mmrec", {})] + [("ours", v) for v in variants]
                     for impl, extra in jobs:
-                        key = (impl, model, name, seed, json.dumps(extra, sort_keys=True))
+                        key = (impl, model, name, seed, json.dumps(extra, sort_keys=True), shared)
                         if key in done:
                             continue
-                        flag = (["--run-mmrec", model, name, str(seed), mmrec_path] if impl == "mmrec" else
-                                ["--run-ours", model, name, str(seed), ours_path, json.dumps(extra)])
+                        flag = (["--run-mmrec", model, name, str(seed), mmrec_path, shared] if impl == "mmrec" else
+                                ["--run-ours", model, name, str(seed), ours_path, json.dumps(extra), shared])
                         out = subprocess.run([sys.executable, "-m", "benchmarks.mmrec_parity", "--mmrec", args.mmrec,
                                               "--work", args.work] + flag, cwd=ROOT, capture_output=True, text=True)
                         lines = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
@@ -333,9 +342,9 @@ def main(argv=None):
                         records.append(record)
                         with open(path, "a") as f:
                             f.write(json.dumps(record) + "\n")
-                        print(f"{impl} {model} {name} {seed} {extra}: test Recall@20 {record['test_recall20']:.4f}",
-                              file=sys.stderr, flush=True)
-    print(table(records, models, sets, seeds))
+                        print(f"{impl} {model} {name} {seed} {extra} shared {shared}: "
+                              f"test Recall@20 {record['test_recall20']:.4f}", file=sys.stderr, flush=True)
+    print(table(records, models, sets, seeds, json.loads(shared)))
     return 0
 
 

@@ -39,6 +39,32 @@ def test_table_pairs_seeds_and_tests_the_difference():
     assert "eval_noise" in fresh_row and "| 0.0700 (0) |  |" in fresh_row  # one seed: no summary, still listed
 
 
+def test_table_keeps_runs_with_shared_settings_apart():
+    # runs given the same settings on both sides (--shared, e.g. a longer patience) form their own
+    # table; they never pair with, or enter the means of, the runs at MMRec's settings
+    def rec(impl, seed, value, shared=None):
+        return dict(impl=impl, model="LGMRec", dataset="dense", seed=seed, test_recall20=value,
+                    best_epoch=0, epochs=22, extra={}, shared=shared or {})
+
+    long = {"stopping_step": 100}
+    records = [rec("mmrec", 999, 0.26), rec("mmrec", 1000, 0.35), rec("ours", 999, 0.40), rec("ours", 1000, 0.38),
+               rec("mmrec", 999, 0.41, long), rec("mmrec", 1000, 0.39, long), rec("ours", 999, 0.40, long),
+               rec("ours", 1000, 0.37, long)]
+    seeds = [999, 1000]
+
+    def summary(shared):
+        rows = [line for line in table(records, ["LGMRec"], ["dense"], seeds, shared).split("\n\n")[0].splitlines()
+                if line.startswith("| LGMRec")]
+        assert len(rows) == 1
+        return [c.strip() for c in rows[0].strip("|").split("|")]
+
+    def cell(values):
+        return f"{sum(values) / len(values):.4f} ± {stats.tstd(values):.4f}"
+
+    assert summary(None)[4:6] == [cell([0.26, 0.35]), cell([0.40, 0.38])]
+    assert summary(long)[4:6] == [cell([0.41, 0.39]), cell([0.40, 0.37])]
+
+
 @pytest.mark.parametrize("name", sorted(DATASETS))
 def test_planted_sets_are_valid_generator_configs(name):
     from recbole_gtc.prepare.synthetic import make_config
