@@ -18,7 +18,9 @@ on ``PYTHONPATH``. DRAGON's user graph file is written by ``build_data``. It rec
 each epoch's validation and test Recall@20 and applies MMRec's selection rule (first epoch with
 the highest validation score). This package's runs go through ``run_recbole_gtc``.
 
-Every finished run is one JSON line in ``WORK/runs.jsonl``; a rerun skips what is there.
+``--shared`` gives both sides the same settings (e.g. ``{"stopping_step": 100}``: a longer
+patience); such runs form tables of their own. Every finished run is one JSON line in
+``WORK/runs.jsonl``; a rerun skips what is there.
 Slow on CPU (minutes per run): run it with ``nice`` and one thread, e.g.
 ``OMP_NUM_THREADS=1 nice -n 5 python -m benchmarks.mmrec_parity --mmrec ~/MMRec/src --work /tmp/parity``.
 """
@@ -207,9 +209,10 @@ def run_ours(model, dataset, seed, data_path, work, extra=None, shared=None):
     config = {"data_path": data_path, "seed": seed, "checkpoint_dir": os.path.join(work, "saved"),
               "use_gpu": False, "graph_cache_dir": None, "eval_batch_size": 2 ** 24, **(shared or {}), **(extra or {})}
     result = run_recbole_gtc(model, dataset, config_dict=config, saved=True, cmd_args=[])
-    # Early stopping ends stopping_step + 1 epochs after the best one (MMRec's settings: 20, 1000 epochs).
+    # Early stopping ends stopping_step + 1 epochs after the best one (MMRec's settings: 20, 1000
+    # epochs); a run that reached its last epoch was not stopped, and its best epoch is unknown here.
     epochs, patience = result["epochs"], int(config.get("stopping_step", 20))
-    best = epochs - patience - 2 if patience + 2 <= epochs < 1000 else None
+    best = epochs - patience - 2 if patience + 2 <= epochs < int(config.get("epochs", 1000)) else None
     return dict(impl="ours", model=model, dataset=dataset, seed=seed, extra=extra or {}, shared=shared or {},
                 test_recall20=result["test_result"]["recall@20"], best_epoch=best,
                 valid_recall20=result["best_valid_result"]["recall@20"], epochs=result["epochs"])
