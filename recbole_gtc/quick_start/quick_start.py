@@ -16,7 +16,7 @@ from recbole_gtc.data.utils import check_dataset_files
 from recbole_gtc.evaluator.groups import group_table, user_profiles, write_group_csv
 from recbole_gtc.trainer.run import Run, init_run_logger, save_per_user
 from recbole_gtc.trainer.trainer import build_trainer, get_trainer
-from recbole_gtc.utils.errors import DiskFullError, Interrupted, RecboleGTCError, stop_words
+from recbole_gtc.utils.errors import DiskFullError, Interrupted, RecboleGTCError, stop_words, was_terminated
 from recbole_gtc.utils.files import check_output_dir, expand_path, is_disk_full
 from recbole_gtc.utils.kernels import check as check_kernels
 from recbole_gtc.utils.kernels import describe as describe_kernels
@@ -129,7 +129,7 @@ def end_of_run(run, exc):
             then = f"{kept}: {run.resume_text()}" if kept else "no epoch was saved yet: nothing to resume"
             message = f"interrupted ({stop_words(exc)}) in {run.dir}; {then}"
             run.interrupt(message)
-            return Interrupted(message, terminated=stop_words(exc) == "SIGTERM")
+            return Interrupted(message, terminated=was_terminated(exc))
         then = (f"{kept}: free space, then {run.resume_text()}" if kept
                 else "no epoch was saved yet: free space and start the run again")
         reason = str(exc) if isinstance(exc, DiskFullError) else f"{run.dir}: no space left on device"

@@ -26,7 +26,7 @@ from recbole_gtc.study.spec import parse_seeds, parse_specs
 from recbole_gtc.study.tune import safe_label, tune
 from recbole_gtc.trainer import run as run_module
 from recbole_gtc.trainer.run import fingerprint, resumable_run
-from recbole_gtc.utils.errors import DiskFullError, Interrupted, RecboleGTCError, stop_words
+from recbole_gtc.utils.errors import DiskFullError, Interrupted, RecboleGTCError, stop_words, was_terminated
 from recbole_gtc.utils.files import expand_path
 
 #: Metrics of the tables and the significance tests (RecBole names).
@@ -122,8 +122,7 @@ def run_study(model_text, dataset, seeds_text, config_files=None, cmd_args=None,
         if isinstance(exc, Interrupted):
             raise
         raise Interrupted(f"interrupted ({stop_words(exc)}); the study's finished runs are stored in "
-                          f"{cache.folder}: {run_module.RESUME_HINT}",
-                          terminated=stop_words(exc) == "SIGTERM") from None
+                          f"{cache.folder}: {run_module.RESUME_HINT}", terminated=was_terminated(exc)) from None
     finally:
         run_module.RESUME_HINT = previous_hint
 

@@ -56,14 +56,19 @@ class Terminated(KeyboardInterrupt):
     """
 
 
+def was_terminated(exc):
+    """Whether the :class:`KeyboardInterrupt` ``exc`` came from SIGTERM (not Ctrl-C)."""
+    return isinstance(exc, Terminated) or getattr(exc, "terminated", False)
+
+
 def stop_words(exc):
     """``"SIGTERM"`` or ``"Ctrl-C"``: what stopped the process, for an error line."""
-    return "SIGTERM" if isinstance(exc, Terminated) or getattr(exc, "terminated", False) else "Ctrl-C"
+    return "SIGTERM" if was_terminated(exc) else "Ctrl-C"
 
 
 def stop_status(exc):
     """The exit status after a :class:`KeyboardInterrupt`: 143 for SIGTERM, 130 for Ctrl-C."""
-    return 143 if stop_words(exc) == "SIGTERM" else 130
+    return 143 if was_terminated(exc) else 130
 
 
 @contextlib.contextmanager
